@@ -1,0 +1,45 @@
+# The two commands a fresh machine needs: `make grade-example` (the main job on
+# its built-in data) and `make test` (what CI runs). Everything else is optional.
+
+CARGO ?= cargo
+BIN := target/release/reward-server
+
+.PHONY: test grade-example build release lint fmt fuzz bench-math diff-math clean
+
+## Run every test: unit tests, the end-to-end tests and the math test cases.
+test:
+	$(CARGO) test --workspace --locked
+
+## Grade the shipped math test cases and print the summary.
+grade-example: release
+	cat testcases/math/*.jsonl | $(BIN) grade - --output target/grade-example.jsonl --summary-json target/grade-example-summary.json
+	@echo "results: target/grade-example.jsonl, summary: target/grade-example-summary.json"
+
+build:
+	$(CARGO) build --workspace --locked
+
+release:
+	$(CARGO) build --release --locked -p reward-server
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Fuzz the math verifier for FUZZ_SECONDS (default 300); needs cargo-fuzz.
+FUZZ_SECONDS ?= 300
+fuzz:
+	cd reward-server/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run verify -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096
+
+## Benchmark against math-verify (makes its own venv under bench/.venv).
+bench-math:
+	bench/math_bench.sh
+
+## Differential check against math-verify; report in bench/out/diff.md.
+diff-math:
+	bench/math_diff.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,126 @@
+//! The wire types shared by the `grade` CLI and (later) the HTTP API: one
+//! [`Item`] in, one [`GradeResult`] out, with a [`Verdict`].
+//!
+//! Unknown fields in an item are ignored, so trainers can pass their own
+//! bookkeeping through. `id` and `problem_id` may be strings or integers and
+//! are echoed back unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use crate::math::ExtractMode;
+
+/// The outcome of grading one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The answer is right (reward 1).
+    Correct,
+    /// An answer was found and it is wrong.
+    WrongAnswer,
+    /// No answer could be found in the response.
+    NoAnswer,
+    /// A program ran past its CPU budget.
+    TimeLimit,
+    /// A program used more memory than allowed.
+    MemoryLimit,
+    /// A program crashed, raised, or did not compile.
+    RuntimeError,
+    /// A program printed more than allowed.
+    OutputLimit,
+    /// The item itself is malformed (bad JSON, missing fields, unusable gold answer).
+    Invalid,
+}
+
+impl Verdict {
+    /// Every verdict, in a fixed order (for histograms).
+    pub const ALL: [Verdict; 8] = [
+        Verdict::Correct,
+        Verdict::WrongAnswer,
+        Verdict::NoAnswer,
+        Verdict::TimeLimit,
+        Verdict::MemoryLimit,
+        Verdict::RuntimeError,
+        Verdict::OutputLimit,
+        Verdict::Invalid,
+    ];
+
+    /// The wire name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Correct => "correct",
+            Verdict::WrongAnswer => "wrong_answer",
+            Verdict::NoAnswer => "no_answer",
+            Verdict::TimeLimit => "time_limit",
+            Verdict::MemoryLimit => "memory_limit",
+            Verdict::RuntimeError => "runtime_error",
+            Verdict::OutputLimit => "output_limit",
+            Verdict::Invalid => "invalid",
+        }
+    }
+}
+
+/// An item or problem identifier: a string or an integer, echoed back as given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Id {
+    /// A string id.
+    Str(String),
+    /// An integer id.
+    Int(i64),
+}
+
+/// Which verifier an item goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// A final answer compared with `answer`.
+    Math,
+    /// A program run against tests (not available yet: such items are `invalid`).
+    Code,
+}
+
+/// One thing to grade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Echoed in the result.
+    #[serde(default)]
+    pub id: Option<Id>,
+    /// Groups samples of one problem for avg@n and pass@k.
+    #[serde(default)]
+    pub problem_id: Option<Id>,
+    /// Which verifier to use.
+    pub task: Task,
+    /// The full model output.
+    pub response: String,
+    /// The gold answer (math items), possibly in `$…$` or `\boxed{}`, possibly several.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// How the answer is found in `response` (math items); `lenient` by default.
+    #[serde(default)]
+    pub extract: Option<ExtractMode>,
+}
+
+/// The grade of one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradeResult {
+    /// The item's `id`, or null.
+    pub id: Option<Id>,
+    /// The item's `problem_id`, or null.
+    pub problem_id: Option<Id>,
+    /// 1.0 when the verdict is `correct`, else 0.0.
+    pub reward: f64,
+    /// What was decided.
+    pub verdict: Verdict,
+    /// Test cases passed (math: 1 when correct, else 0).
+    pub passed: u32,
+    /// Test cases run (math: 1).
+    pub total: u32,
+    /// Time spent grading this item, in milliseconds.
+    pub elapsed_ms: f64,
+    /// The answer found in the response (math items), for debugging rejections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extracted: Option<String>,
+    /// Why the item is not `correct`, when there is more to say than the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

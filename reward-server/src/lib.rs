@@ -1,0 +1,19 @@
+//! Verifiable rewards for reinforcement learning: decides whether a model's
+//! response is right, for math answers now and for programs once the sandbox
+//! lands.
+//!
+//! The flow is Item → verifier → Result. An [`api::Item`] names its task and
+//! carries the model's `response` and the gold `answer`; [`grade::grade_batch`]
+//! sends each to its verifier ([`math::verify`]) in parallel and returns one
+//! [`api::GradeResult`] per item, in order. The `reward-server grade` command
+//! ([`cli`]) and the HTTP service both go through `grade_batch`, so they always
+//! agree. [`summary`] turns results into accuracy, avg@n and pass@k.
+
+pub mod api;
+pub mod cli;
+pub mod grade;
+pub mod math;
+pub mod summary;
+
+pub use api::{GradeResult, Item, Verdict};
+pub use grade::{grade_batch, Input};

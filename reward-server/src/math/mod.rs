@@ -1,0 +1,207 @@
+//! The math answer verifier: response → extracted answer → normalised text →
+//! AST → equivalence with the gold answer.
+//!
+//! Each stage lives in its own module and knows nothing of the others'
+//! internals: [`extract`] finds the answer in the response, [`normalize`]
+//! cleans the LaTeX as text, [`parse`] builds an [`ast::Expr`] with `nom`,
+//! [`eval`] computes values and [`equiv`] decides equality. [`verify`] runs
+//! them in order and turns the result into a verdict.
+//!
+//! ```
+//! use reward_server::math::{verify, ExtractMode};
+//! use reward_server::api::Verdict;
+//!
+//! let out = verify("\\frac{1}{2}", "So $x = \\boxed{0.5}$.", ExtractMode::Lenient);
+//! assert_eq!(out.verdict, Verdict::Correct);
+//! ```
+
+pub mod ast;
+pub mod equiv;
+pub mod eval;
+pub mod extract;
+pub mod normalize;
+pub mod parse;
+
+pub use extract::ExtractMode;
+
+use crate::api::Verdict;
+use ast::Expr;
+use normalize::Normalized;
+
+/// Longest extracted or gold answer that is parsed, in bytes.
+pub const MAX_ANSWER_BYTES: usize = 8 * 1024;
+/// Longest response searched for an answer, in bytes.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the math verifier decided about one response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MathOutcome {
+    /// `correct`, `wrong_answer`, `no_answer` or `invalid`.
+    pub verdict: Verdict,
+    /// The answer found in the response, if any.
+    pub extracted: Option<String>,
+    /// Why the verdict is not `correct`, when there is more to say than the verdict.
+    pub error: Option<String>,
+}
+
+impl MathOutcome {
+    fn new(verdict: Verdict, extracted: Option<String>, error: Option<String>) -> MathOutcome {
+        MathOutcome {
+            verdict,
+            extracted,
+            error,
+        }
+    }
+}
+
+/// A gold or response answer after normalising and parsing.
+enum Reading {
+    /// A parsed expression.
+    Parsed(Expr),
+    /// Words, or text the grammar does not cover: compared as a normalised string.
+    Text,
+}
+
+/// Normalises and parses `text`. `Err` carries the parse error when the text
+/// is neither an expression nor plain words.
+fn read(n: &Normalized) -> Result<Reading, parse::ParseError> {
+    if n.is_text {
+        return Ok(Reading::Text);
+    }
+    parse::parse(&n.math).map(Reading::Parsed)
+}
+
+/// True for text that is plain words and signs, which a failed parse may
+/// still compare as a string (`Tuesday!`, `(C) only`).
+fn looks_like_words(s: &str) -> bool {
+    !s.contains(['\\', '{', '}', '^', '_']) && s.chars().any(char::is_alphanumeric)
+}
+
+/// Grades one math response against its gold answer.
+pub fn verify(answer: &str, response: &str, mode: ExtractMode) -> MathOutcome {
+    let gold = extract::gold_text(answer);
+    if gold.is_empty() {
+        return MathOutcome::new(Verdict::Invalid, None, Some("the gold `answer` is empty".into()));
+    }
+    if gold.len() > MAX_ANSWER_BYTES {
+        return MathOutcome::new(
+            Verdict::Invalid,
+            None,
+            Some(format!(
+                "the gold `answer` is {} bytes; the limit is {MAX_ANSWER_BYTES}",
+                gold.len()
+            )),
+        );
+    }
+    let gold_n = normalize::normalize(&gold);
+    let gold_reading = match read(&gold_n) {
+        Ok(r) => r,
+        Err(_) if looks_like_words(&gold_n.math) => Reading::Text,
+        Err(e) => {
+            return MathOutcome::new(
+                Verdict::Invalid,
+                None,
+                Some(format!("the gold `answer` {gold:?}: {e}")),
+            );
+        }
+    };
+    if response.len() > MAX_RESPONSE_BYTES {
+        return MathOutcome::new(
+            Verdict::Invalid,
+            None,
+            Some(format!(
+                "the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}",
+                response.len()
+            )),
+        );
+    }
+    let Some(found) = extract::extract(response, mode) else {
+        let why = match mode {
+            ExtractMode::Boxed => "no \\boxed{} answer in the response",
+            ExtractMode::Lenient => "no answer found in the response",
+        };
+        return MathOutcome::new(Verdict::NoAnswer, None, Some(why.into()));
+    };
+    if found.text.len() > MAX_ANSWER_BYTES {
+        let why = format!(
+            "the extracted answer is {} bytes; the limit is {MAX_ANSWER_BYTES}",
+            found.text.len()
+        );
+        let head: String = found.text.chars().take(200).collect();
+        return MathOutcome::new(Verdict::WrongAnswer, Some(head), Some(why));
+    }
+    let resp_n = normalize::normalize(&found.text);
+    let extracted = Some(found.text);
+    let text_match = || !gold_n.plain.is_empty() && gold_n.plain == resp_n.plain;
+    let (correct, error) = match (&gold_reading, read(&resp_n)) {
+        (Reading::Parsed(g), Ok(Reading::Parsed(r))) => (equiv::equivalent(g, &r), None),
+        (_, Ok(_)) => (text_match(), None),
+        (Reading::Text, Err(_)) => (text_match(), None),
+        (Reading::Parsed(_), Err(e)) => (false, Some(format!("response answer: {e}"))),
+    };
+    let verdict = if correct {
+        Verdict::Correct
+    } else {
+        Verdict::WrongAnswer
+    };
+    MathOutcome::new(verdict, extracted, if correct { None } else { error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(gold: &str, resp: &str) -> Verdict {
+        verify(gold, resp, ExtractMode::Lenient).verdict
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(v("\\frac13", "thus \\boxed{\\dfrac{1}{3}}"), Verdict::Correct);
+        assert_eq!(v("\\frac13", "thus \\boxed{0.33}"), Verdict::WrongAnswer);
+        assert_eq!(v("5", "I could not solve it."), Verdict::NoAnswer);
+        assert_eq!(v("", "\\boxed{5}"), Verdict::Invalid);
+        assert_eq!(v("\\frac{", "\\boxed{5}"), Verdict::Invalid);
+        assert_eq!(
+            v("\\text{Tuesday}", "The day is \\boxed{\\text{tuesday}}"),
+            Verdict::Correct
+        );
+        assert_eq!(v("Tuesday", "\\boxed{\\text{Tuesday}}"), Verdict::Correct);
+        assert_eq!(v("(C)", "\\boxed{C}"), Verdict::Correct);
+        assert_eq!(
+            v("\\boxed{1} and \\boxed{-2}", "$x=\\boxed{-2}$ or $x=\\boxed{1}$"),
+            Verdict::Correct
+        );
+        let out = verify("5", "\\boxed{5 +}", ExtractMode::Lenient);
+        assert_eq!(out.verdict, Verdict::WrongAnswer);
+        assert!(out.error.unwrap().contains("cannot parse"));
+        // An unbalanced box is no box: lenient mode falls back to the last number.
+        assert_eq!(v("5", "\\boxed{5 \\frac{"), Verdict::Correct);
+    }
+
+    #[test]
+    fn boxed_mode_needs_a_box() {
+        assert_eq!(
+            verify("5", "The answer is 5.", ExtractMode::Boxed).verdict,
+            Verdict::NoAnswer
+        );
+        assert_eq!(
+            verify("5", "\\boxed{5}", ExtractMode::Boxed).verdict,
+            Verdict::Correct
+        );
+    }
+
+    #[test]
+    fn megabyte_response_is_bounded() {
+        let mut r = "\\boxed{".repeat(100_000);
+        r.push_str(&"(".repeat(300_000));
+        r.push_str(" so \\boxed{42}");
+        let out = verify("42", &r, ExtractMode::Lenient);
+        assert_eq!(out.verdict, Verdict::Correct);
+        let deep = format!("\\boxed{{{}1{}}}", "(".repeat(3000), ")".repeat(3000));
+        assert_eq!(
+            verify("1", &deep, ExtractMode::Lenient).verdict,
+            Verdict::WrongAnswer
+        );
+    }
+}

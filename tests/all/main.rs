@@ -1,0 +1,6 @@
+//! End-to-end tests: one binary, one module per area. They drive the real
+//! `reward-server` executable and the data in `testcases/`.
+
+mod cli;
+mod testcases;
+mod util;
