@@ -42,7 +42,7 @@ pub const POINTS: usize = 8;
 /// Points at which both sides must be defined and agree.
 pub const MIN_VALID_POINTS: usize = 3;
 /// Longest list, set or tuple compared element by element.
-pub const MAX_ITEMS: usize = 256;
+pub const MAX_ITEMS: usize = 4096;
 
 /// True when `gold` and `resp` are the same answer.
 pub fn equivalent(gold: &Expr, resp: &Expr) -> bool {
@@ -260,13 +260,43 @@ fn same(a: &Expr, b: &Expr) -> bool {
     }
 }
 
-/// Unordered comparison: every element of `x` pairs with a distinct equal element of `y`.
+/// Elements left after exact-key matching that are still compared pairwise.
+const MAX_PAIRWISE: usize = 64;
+
+/// A key that only equal elements share: the exact value of a rational
+/// constant, else the canonical form.
+fn exact_key(e: &Expr) -> String {
+    if !e.is_structure() && is_constant(e) {
+        if let Value::Exact(q) = eval(e, &Env::new()) {
+            return format!("={q}");
+        }
+    }
+    e.to_string()
+}
+
+/// Unordered comparison: every element of `x` pairs with a distinct equal
+/// element of `y`. Elements with the same exact key pair first (linear); the
+/// rest are compared pairwise, at most [`MAX_PAIRWISE`] of them.
 fn multiset_eq(x: &[Expr], y: &[Expr]) -> bool {
     if x.len() != y.len() || x.len() > MAX_ITEMS {
         return false;
     }
+    let mut unmatched: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+    for (j, q) in y.iter().enumerate() {
+        unmatched.entry(exact_key(q)).or_default().push(j);
+    }
     let mut used = vec![false; y.len()];
-    x.iter().all(|p| {
+    let mut rest = Vec::new();
+    for p in x {
+        match unmatched.get_mut(&exact_key(p)).and_then(Vec::pop) {
+            Some(j) => used[j] = true,
+            None => rest.push(p),
+        }
+    }
+    if rest.len() > MAX_PAIRWISE {
+        return false;
+    }
+    rest.iter().all(|p| {
         let found = y.iter().enumerate().position(|(j, q)| !used[j] && same(p, q));
         found.map(|j| used[j] = true).is_some()
     })
@@ -546,6 +576,13 @@ mod tests {
         assert!(eq("1, -2", "-2, 1"));
         assert!(!eq("1, -2", "1"));
         assert!(eq("\\{1,2\\}", "2, 1"));
+        let big: Vec<String> = (0..1500).map(|k| k.to_string()).collect();
+        let rev: Vec<String> = big.iter().rev().cloned().collect();
+        assert!(eq(
+            &format!("\\{{{}\\}}", big.join(", ")),
+            &format!("\\{{{}\\}}", rev.join(", "))
+        ));
+        assert!(eq("\\{\\frac12, 0.3333, 2\\}", "\\{2, \\frac13, 0.5\\}"));
         assert!(eq("[0,1) \\cup (2,\\infty)", "(2, \\infty) \\cup [0, 1)"));
         assert!(!eq("[0,1]", "[0,1)"));
         assert!(eq("(0,1)", "(0, 1)"));

@@ -97,12 +97,15 @@ fn non_empty(text: String, source: Source) -> Option<Extracted> {
 }
 
 /// All balanced `\boxed{…}` / `\fbox{…}` (and brace-less `\boxed 5`) in order,
-/// found in one pass with a brace stack.
+/// found in one pass. Only the braces that open a box are remembered (with
+/// the brace depth they opened at), so memory grows with the number of boxes,
+/// not of braces.
 fn boxed_spans(s: &str) -> Vec<BoxedSpan<'_>> {
     let b = s.as_bytes();
     let mut out = Vec::new();
-    // Open braces: (position of `{`, start of the `\boxed` that owns it, if any).
-    let mut stack: Vec<(usize, Option<usize>)> = Vec::new();
+    let mut depth = 0usize;
+    // Open boxes: (brace depth inside the box, start of `\boxed`, position of `{`).
+    let mut open: Vec<(usize, usize, usize)> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -127,7 +130,8 @@ fn boxed_spans(s: &str) -> Vec<BoxedSpan<'_>> {
                     j += 1;
                 }
                 if b.get(j) == Some(&b'{') {
-                    stack.push((j, Some(i)));
+                    depth += 1;
+                    open.push((depth, i, j));
                     i = j + 1;
                 } else {
                     // `\boxed 5`: the next token up to white space or a delimiter.
@@ -145,17 +149,19 @@ fn boxed_spans(s: &str) -> Vec<BoxedSpan<'_>> {
                 }
             }
             b'{' => {
-                stack.push((i, None));
+                depth += 1;
                 i += 1;
             }
             b'}' => {
-                if let Some((open, Some(start))) = stack.pop() {
+                if open.last().is_some_and(|&(d, _, _)| d == depth) {
+                    let (_, start, brace) = open.pop().unwrap();
                     out.push(BoxedSpan {
                         start,
                         end: i + 1,
-                        content: &s[open + 1..i],
+                        content: &s[brace + 1..i],
                     });
                 }
+                depth = depth.saturating_sub(1);
                 i += 1;
             }
             _ => i += 1,
@@ -214,14 +220,16 @@ fn is_connector(gap: &str) -> bool {
 /// The text after the last "answer is" / "answer:" phrase, to the end of its sentence.
 fn answer_phrase(s: &str) -> Option<String> {
     let lower = s.to_ascii_lowercase();
-    let mut best: Option<usize> = None;
-    for pat in ["answer is", "answer:", "answer**:", "answer: ", "answer is:"] {
-        if let Some(p) = lower.rfind(pat) {
-            let end = p + pat.len();
-            if best.is_none_or(|b| end > b) {
-                best = Some(end);
-            }
+    let mut end = lower.len();
+    let mut best = None;
+    // The last "answer" followed by ":" or "is" (with `*` and spaces between).
+    while let Some(p) = lower[..end].rfind("answer") {
+        let after = lower[p + 6..].trim_start_matches(['*', ' ']);
+        if after.starts_with(':') || after.starts_with("is ") || after.starts_with("is:") {
+            best = Some(p + 6);
+            break;
         }
+        end = p;
     }
     let mut tail = &s[best?..];
     // Skip `:`, `**`, `is`, white space between the phrase and the answer.
@@ -315,8 +323,11 @@ fn last_math_span(s: &str) -> Option<&str> {
     best.map(|(a, z)| &s[a..z])
 }
 
-/// The last number in the text: an optional sign, digits with `,` groups, a
-/// decimal part, and an optional `/denominator`.
+/// Longest number the last-number fallback takes, in bytes.
+const MAX_NUMBER_BYTES: usize = 256;
+
+/// The last number in the text: an optional sign, digits with `,` thousands
+/// groups, a decimal part, and an optional `/denominator`.
 fn last_number(s: &str) -> Option<&str> {
     let b = s.as_bytes();
     let mut end = b.len();
@@ -327,10 +338,19 @@ fn last_number(s: &str) -> Option<&str> {
         return None;
     }
     let mut start = end;
-    while start > 0 {
+    while start > 0 && end - start < MAX_NUMBER_BYTES {
         let c = b[start - 1];
-        let inner_sep =
-            matches!(c, b'.' | b',' | b'/') && start >= 2 && b[start - 2].is_ascii_digit() && start < end;
+        let digit_before = start >= 2 && b[start - 2].is_ascii_digit();
+        // A comma only inside a thousands group: exactly three digits follow.
+        let group = c == b','
+            && b[start..]
+                .iter()
+                .take(4)
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+                == 3
+            && b.get(start + 3).is_none_or(|c| !c.is_ascii_digit());
+        let inner_sep = (matches!(c, b'.' | b'/') || group) && digit_before && start < end;
         if c.is_ascii_digit() || inner_sep {
             start -= 1;
         } else {
@@ -390,6 +410,9 @@ mod tests {
             lenient("after all that it is 1,234 apples").unwrap(),
             ("1,234".into(), Source::LastNumber)
         );
+        assert_eq!(lenient("we try 3,4 and then 12,5").unwrap().0, "5");
+        assert_eq!(lenient("so 1,234,567 in all").unwrap().0, "1,234,567");
+        assert_eq!(lenient("Answers: **Final answer** is 9").unwrap().0, "9");
         assert_eq!(lenient("no digits here"), None);
         assert_eq!(extract("The answer is 5.", ExtractMode::Boxed), None);
     }

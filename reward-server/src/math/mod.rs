@@ -21,6 +21,8 @@ pub mod eval;
 pub mod extract;
 pub mod normalize;
 pub mod parse;
+#[cfg(test)]
+mod properties;
 
 pub use extract::ExtractMode;
 
@@ -177,6 +179,39 @@ mod tests {
         assert!(out.error.unwrap().contains("cannot parse"));
         // An unbalanced box is no box: lenient mode falls back to the last number.
         assert_eq!(v("5", "\\boxed{5 \\frac{"), Verdict::Correct);
+    }
+
+    /// Worst-case inputs stay bounded in stack (the parser caps tree depth)
+    /// on a thread with half the usual 2 MiB stack (release builds need a
+    /// quarter of that; this runs unoptimised).
+    #[test]
+    fn pathological_answers_fit_a_small_stack() {
+        let cases: Vec<String> = vec![
+            format!("{}1{}", "(".repeat(4000), ")".repeat(4000)),
+            "1+".repeat(4000) + "1",
+            "2".to_string() + &"!".repeat(8000),
+            "-".repeat(8000) + "1",
+            "2^".repeat(4000) + "2",
+            "\\sqrt".repeat(1600) + "{2}",
+            "\\frac{1}".repeat(1000) + "{1}",
+            "x".repeat(8000),
+            "(x+1)^{1000}".repeat(100),
+            "\\binom{10000}{5000}".into(),
+            "9^{9^{9^{9}}}".into(),
+            "1,".repeat(4000) + "1",
+        ];
+        let handle = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || {
+                for c in &cases {
+                    let out = verify("1", &format!("\\boxed{{{c}}}"), ExtractMode::Boxed);
+                    assert_ne!(out.verdict, Verdict::Correct, "{}", &c[..30.min(c.len())]);
+                    let out = verify(c, &format!("\\boxed{{{c}}}"), ExtractMode::Boxed);
+                    assert_ne!(out.verdict, Verdict::NoAnswer);
+                }
+            })
+            .unwrap();
+        handle.join().expect("no stack overflow or panic");
     }
 
     #[test]

@@ -34,6 +34,10 @@ use super::ast::{Const, Expr, Func, Number, Precision, RelOp};
 
 /// Deepest nesting of brackets, groups, signs and powers the parser follows.
 pub const MAX_DEPTH: u32 = 100;
+/// Deepest AST the parser builds (chains such as `1+1+…+1` count one level
+/// per operator). Every later stage recurses over the tree, so this bounds
+/// their stack use too.
+pub const MAX_TREE_DEPTH: u32 = 1000;
 /// Most digits in one numeric literal.
 pub const MAX_DIGITS: usize = 2000;
 /// Largest decimal exponent in scientific notation (`1e5000` is refused).
@@ -55,10 +59,21 @@ type Res<'a, T> = IResult<&'a str, T>;
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    static TREE: Cell<u32> = const { Cell::new(0) };
     static IN_ABS: Cell<u32> = const { Cell::new(0) };
+    /// Inside `(…)`, `[…]` or `\{…\}`, where a comma separates items.
+    static IN_LIST: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Counts one level of nesting for as long as it lives.
+/// Runs `f` with `IN_LIST` raised, so `{100,200}` is two numbers.
+fn in_list<T>(f: impl FnOnce() -> T) -> T {
+    IN_LIST.with(|c| c.set(c.get() + 1));
+    let out = f();
+    IN_LIST.with(|c| c.set(c.get() - 1));
+    out
+}
+
+/// Counts one level of parser recursion (and of tree depth) for as long as it lives.
 struct DepthGuard;
 
 impl DepthGuard {
@@ -67,8 +82,12 @@ impl DepthGuard {
             c.set(c.get() + 1);
             c.get()
         });
+        let t = TREE.with(|c| {
+            c.set(c.get() + 1);
+            c.get()
+        });
         let guard = DepthGuard;
-        if d > MAX_DEPTH {
+        if d > MAX_DEPTH || t > MAX_TREE_DEPTH {
             return Err(fail(i, ErrorKind::TooLarge));
         }
         Ok(guard)
@@ -78,6 +97,34 @@ impl DepthGuard {
 impl Drop for DepthGuard {
     fn drop(&mut self) {
         DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+        TREE.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Counts the tree levels a left-folded chain (`a + b + c`, `n!!!`) adds,
+/// for as long as the chain's parser runs.
+#[derive(Default)]
+struct ChainGuard(u32);
+
+impl ChainGuard {
+    /// One more node wraps the accumulated chain.
+    fn grow<'a>(&mut self, i: &'a str) -> Result<(), nom::Err<NomError<&'a str>>> {
+        self.0 += 1;
+        let t = TREE.with(|c| {
+            c.set(c.get() + 1);
+            c.get()
+        });
+        if t > MAX_TREE_DEPTH {
+            return Err(fail(i, ErrorKind::TooLarge));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChainGuard {
+    fn drop(&mut self) {
+        let n = self.0;
+        TREE.with(|c| c.set(c.get().saturating_sub(n)));
     }
 }
 
@@ -92,7 +139,9 @@ fn backtrack<T>(i: &str) -> Res<'_, T> {
 /// Parses a whole normalised answer.
 pub fn parse(input: &str) -> Result<Expr, ParseError> {
     DEPTH.with(|c| c.set(0));
+    TREE.with(|c| c.set(0));
     IN_ABS.with(|c| c.set(0));
+    IN_LIST.with(|c| c.set(0));
     let err = |rest: &str, reason: &str| ParseError {
         offset: input.len() - rest.len(),
         near: rest.chars().take(20).collect(),
@@ -219,7 +268,9 @@ fn union(i: &str) -> Res<'_, Expr> {
     let (mut i, first) = additive(i)?;
     let mut parts = vec![first];
     let mut acc: Option<Expr> = None;
+    let mut chain = ChainGuard::default();
     loop {
+        chain.grow(i)?;
         if let Ok((r, _)) = cmd("cup")(i) {
             let (r, e) = additive(r)?;
             parts.push(e);
@@ -278,7 +329,9 @@ const ADDITIVE: &[(&str, AddOp)] = &[
 
 fn additive(i: &str) -> Res<'_, Expr> {
     let (mut i, mut acc) = term(i)?;
+    let mut chain = ChainGuard::default();
     while let Ok((r, op)) = one_of(i, ADDITIVE) {
+        chain.grow(i)?;
         let (r, rhs) = term(r)?;
         acc = match op {
             AddOp::Plus => Expr::Add(acc.boxed(), rhs.boxed()),
@@ -309,7 +362,9 @@ const MULTIPLICATIVE: &[(&str, MulOp)] = &[
 fn term(i: &str) -> Res<'_, Expr> {
     let (mut i, mut acc) = unary(i)?;
     let mut first = true;
+    let mut chain = ChainGuard::default();
     loop {
+        chain.grow(i)?;
         if let Ok((r, op)) = one_of(i, MULTIPLICATIVE) {
             let (r, rhs) = unary(r)?;
             acc = match op {
@@ -399,10 +454,11 @@ fn unary(i: &str) -> Res<'_, Expr> {
 fn power(i: &str) -> Res<'_, Expr> {
     let _g = DepthGuard::enter(i)?;
     let (i, base) = primary(i)?;
-    let (mut i, mut base) = postfix(i, base);
+    let mut chain = ChainGuard::default();
+    let (mut i, mut base) = postfix(i, base, &mut chain)?;
     if let Ok((r, _)) = tok("^")(i) {
         let (r, exp) = exponent(r)?;
-        let (r, e) = postfix(r, Expr::Pow(base.boxed(), exp.boxed()));
+        let (r, e) = postfix(r, Expr::Pow(base.boxed(), exp.boxed()), &mut chain)?;
         base = e;
         i = r;
     }
@@ -411,6 +467,7 @@ fn power(i: &str) -> Res<'_, Expr> {
 
 /// The exponent after `^`: a braced group, a digit run, or a signed power.
 fn exponent(i: &str) -> Res<'_, Expr> {
+    let _g = DepthGuard::enter(i)?;
     let j = ws(i);
     if let Some(r) = j.strip_prefix('-') {
         let (r, e) = exponent(r)?;
@@ -418,14 +475,22 @@ fn exponent(i: &str) -> Res<'_, Expr> {
     }
     if j.starts_with(|c: char| c.is_ascii_digit()) {
         // Plain-text `2^10` means 2^{10}; a decimal exponent stays one number.
-        return number(j);
+        let (r, n) = number(j)?;
+        if let Ok((r2, _)) = tok("^")(r) {
+            let (r2, e) = exponent(r2)?;
+            return Ok((r2, Expr::Pow(n.boxed(), e.boxed())));
+        }
+        return Ok((r, n));
     }
     power(j)
 }
 
-fn postfix(mut i: &str, mut e: Expr) -> (&str, Expr) {
+fn postfix<'a>(mut i: &'a str, mut e: Expr, chain: &mut ChainGuard) -> Res<'a, Expr> {
     loop {
         let j = ws(i);
+        if j.starts_with(['!', '%', '°']) {
+            chain.grow(j)?;
+        }
         if let Some(r) = j.strip_prefix('!') {
             e = Expr::Factorial(e.boxed());
             i = r;
@@ -436,7 +501,7 @@ fn postfix(mut i: &str, mut e: Expr) -> (&str, Expr) {
             e = Expr::Degrees(e.boxed());
             i = r;
         } else {
-            return (i, e);
+            return Ok((i, e));
         }
     }
 }
@@ -542,8 +607,9 @@ fn number(i: &str) -> Res<'_, Expr> {
     let mut pos = lead;
     let mut frac_digits = String::new();
     let mut has_point = false;
-    // `7,425,000`: one to three digits, then groups of exactly three.
-    if (1..=3).contains(&lead) {
+    // `7,425,000`: one to three digits, then groups of exactly three; not
+    // inside brackets, where `{100,200}` lists two numbers.
+    if (1..=3).contains(&lead) && IN_LIST.with(Cell::get) == 0 {
         let mut p = lead;
         let mut grouped = String::from(&i[..lead]);
         while b.get(p) == Some(&b',') && run(p + 1) == 3 {
@@ -645,13 +711,7 @@ fn number(i: &str) -> Res<'_, Expr> {
 /// `(…)`, `[…]` and mixed brackets: a group, a tuple or an interval.
 fn brackets(i: &str) -> Res<'_, Expr> {
     let open = i.as_bytes()[0];
-    let (mut r, first) = relation(&i[1..])?;
-    let mut items = vec![first];
-    while let Ok((r2, _)) = one_of(r, &[(",", ()), (";", ())]) {
-        let (r2, e) = relation(r2)?;
-        items.push(e);
-        r = r2;
-    }
+    let (r, mut items) = in_list(|| items(&i[1..]))?;
     let r = ws(r);
     let close = match r.as_bytes().first() {
         Some(c @ (b')' | b']')) => *c,
@@ -700,7 +760,9 @@ fn function_arg(i: &str) -> Res<'_, Expr> {
         return power(j);
     }
     let (mut r, mut acc) = power(j)?;
+    let mut chain = ChainGuard::default();
     loop {
+        chain.grow(r)?;
         let next = ws(r);
         let starts_fn =
             next.starts_with('\\') && !GREEK.iter().any(|g| cmd(g)(next).is_ok()) && cmd("pi")(next).is_err();
@@ -834,6 +896,13 @@ fn set(i: &str) -> Res<'_, Expr> {
     if let Ok((r, _)) = tok("\\}")(i) {
         return Ok((r, Expr::Set(vec![])));
     }
+    let (r, items) = in_list(|| items(i))?;
+    let (r, _) = tok("\\}")(r)?;
+    Ok((r, Expr::Set(items)))
+}
+
+/// Comma- or semicolon-separated relations inside brackets.
+fn items(i: &str) -> Res<'_, Vec<Expr>> {
     let (mut r, first) = relation(i)?;
     let mut items = vec![first];
     while let Ok((r2, _)) = one_of(r, &[(",", ()), (";", ())]) {
@@ -841,8 +910,7 @@ fn set(i: &str) -> Res<'_, Expr> {
         items.push(e);
         r = r2;
     }
-    let (r, _) = tok("\\}")(r)?;
-    Ok((r, Expr::Set(items)))
+    Ok((r, items))
 }
 
 /// `\begin{pmatrix} a & b \\ c & d \end{pmatrix}` (also bmatrix, matrix, array…).
@@ -985,6 +1053,9 @@ mod tests {
         assert_eq!(p("0.1\\overline{6}"), "[1/6]");
         assert_eq!(p("1, 234"), "list(1, 234)");
         assert_eq!(p("1,2345"), "list(1, 2345)");
+        assert_eq!(p("\\{100,200\\}"), "{100, 200}");
+        assert_eq!(p("(1,000, 2)"), "tuple(1, 0, 2)");
+        assert_eq!(p("\\frac{1,000}{2}"), "(1000 / 2)");
     }
 
     #[test]
@@ -1072,6 +1143,19 @@ mod tests {
         assert!(parse("1 +").is_err());
         let deep = format!("{}1{}", "(".repeat(500), ")".repeat(500));
         assert!(parse(&deep).unwrap_err().reason.contains("deep"));
+        for chain in [
+            "1+".repeat(3000) + "1",
+            "2".to_string() + &"!".repeat(3000),
+            "-".repeat(3000) + "1",
+            "2^-".repeat(3000) + "1",
+        ] {
+            assert!(
+                parse(&chain).unwrap_err().reason.contains("deep"),
+                "{}",
+                &chain[..20]
+            );
+        }
+        assert!(parse(&("1+".repeat(500) + "1")).is_ok());
         assert!(parse("1e999999").unwrap_err().reason.contains("too large"));
         let long = "9".repeat(MAX_DIGITS + 1);
         assert!(parse(&long).is_err());
