@@ -18,7 +18,8 @@
 //!    whose decimal expansion terminates only if it is exactly equal; it
 //!    matches any other value only if it has at least [`MIN_SIGNIFICANT`]
 //!    significant digits and is within one unit of its last written place
-//!    (so `0.3333` and `0.333333` match `\frac13`, `0.33` does not).
+//!    (so `0.3333` and `0.333333` match `\frac13`, `0.33` does not). Two
+//!    decimals are two exact numbers: `650.11` does not match `650.1`.
 //! 6. Expressions with variables are compared at [`POINTS`] fixed
 //!    pseudo-random points (exactly when both sides stay rational there); a
 //!    point where either side is undefined is skipped, and at least
@@ -328,21 +329,11 @@ fn scalar_eq(a: &Expr, b: &Expr) -> bool {
 fn constants_eq(a: &Expr, b: &Expr) -> bool {
     let (va, vb) = (eval(a, &Env::new()), eval(b, &Env::new()));
     match (decimal_precision(a), decimal_precision(b)) {
-        (Some(p), None) => decimal_matches(&va, p, &vb, false),
-        (None, Some(p)) => decimal_matches(&vb, p, &va, false),
-        (Some(p), Some(q)) => {
-            if values_eq(&va, &vb, 0.0) {
-                return true;
-            }
-            // Two roundings of one value: the coarser must be precise enough
-            // and the finer must round to it.
-            let (coarse, cp, fine) = if p.last_place >= q.last_place {
-                (&va, p, &vb)
-            } else {
-                (&vb, q, &va)
-            };
-            decimal_matches(coarse, cp, fine, true)
-        }
+        (Some(p), None) => decimal_matches(&va, p, &vb),
+        (None, Some(p)) => decimal_matches(&vb, p, &va),
+        // Two decimals are two exact numbers: `2.50` is `2.5`, but `650.11`
+        // is not `650.1` (nor `3.1416` `3.14159`), whichever was rounded.
+        (Some(_), Some(_)) => values_eq(&va, &vb, 0.0),
         (None, None) => values_eq(&va, &vb, REL_TOL),
     }
 }
@@ -390,13 +381,11 @@ fn terminates(q: &BigRational) -> bool {
     d.is_one()
 }
 
-/// Rule 5: does the decimal `dec`, written to precision `p`, stand for
-/// `other`? `other_rounded` says `other` is itself a decimal literal (a
-/// finer rounding), so its terminating expansion proves nothing.
-fn decimal_matches(dec: &Value, p: Precision, other: &Value, other_rounded: bool) -> bool {
+/// Rule 5: does the decimal `dec`, written to precision `p`, stand for `other`?
+fn decimal_matches(dec: &Value, p: Precision, other: &Value) -> bool {
     let Value::Exact(d) = dec else { return false };
     match other {
-        Value::Exact(q) if terminates(q) && !other_rounded => d == q,
+        Value::Exact(q) if terminates(q) => d == q,
         Value::Exact(q) => {
             if p.significant < MIN_SIGNIFICANT {
                 return false;
@@ -555,7 +544,10 @@ mod tests {
         assert!(!eq("\\pi", "3.14"));
         assert!(!eq("5", "4.9999"));
         assert!(eq("\\frac18", "0.125"));
-        assert!(eq("3.1416", "3.14159"));
+        assert!(!eq("3.1416", "3.14159"));
+        assert!(!eq("650.1", "650.11"));
+        assert!(!eq("181.49", "181.5"));
+        assert!(eq("2.50", "2.5"));
         assert!(eq("\\frac13", "33.33%"));
     }
 
