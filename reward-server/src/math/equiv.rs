@@ -608,6 +608,41 @@ mod tests {
     }
 
     #[test]
+    fn collection_and_plus_minus_limits() {
+        let list = |n: usize, rev: bool| {
+            let mut v: Vec<String> = (0..n).map(|k| k.to_string()).collect();
+            if rev {
+                v.reverse();
+            }
+            v.join(", ")
+        };
+        assert!(eq(&list(MAX_ITEMS, false), &list(MAX_ITEMS, true)));
+        assert!(!eq(&list(MAX_ITEMS + 1, false), &list(MAX_ITEMS + 1, true)));
+        // Elements that only match pairwise (a decimal against a third) are capped.
+        let thirds = |n: usize| {
+            (1..=n)
+                .map(|k| format!("\\frac{{{}}}{{3}}", 3 * k + 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let decimals = |n: usize| {
+            (1..=n)
+                .map(|k| format!("{:.6}", (3 * k + 1) as f64 / 3.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let n = MAX_PAIRWISE;
+        assert!(eq(&thirds(n), &decimals(n)));
+        assert!(!eq(&thirds(n + 1), &decimals(n + 1)));
+        // Four \pm expand to 16 answers; a fifth is not expanded.
+        assert!(eq(
+            "\\pm 1 \\pm 2 \\pm 4 \\pm 8",
+            "-15,-13,-11,-9,-7,-5,-3,-1,1,3,5,7,9,11,13,15"
+        ));
+        assert!(!eq("\\pm 1 \\pm 2 \\pm 4 \\pm 8 \\pm 16", "1"));
+    }
+
+    #[test]
     fn huge_values_are_not_computed() {
         assert!(eq("10^{10^{10}}", "10^{10^{10}}"));
         assert!(!eq("10^{10^{10}}", "10^{10^{11}}"));

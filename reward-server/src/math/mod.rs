@@ -215,6 +215,30 @@ mod tests {
     }
 
     #[test]
+    fn size_limits_are_enforced() {
+        let huge = "x".repeat(MAX_RESPONSE_BYTES + 1);
+        let out = verify("1", &huge, ExtractMode::Lenient);
+        assert_eq!(out.verdict, Verdict::Invalid);
+        assert!(out.error.unwrap().contains("the limit is 16777216"));
+
+        let long_gold = "1+".repeat(MAX_ANSWER_BYTES / 2) + "1";
+        let out = verify(&long_gold, "\\boxed{1}", ExtractMode::Lenient);
+        assert_eq!(out.verdict, Verdict::Invalid);
+        assert!(out.error.unwrap().contains("gold `answer` is"));
+
+        let long_answer = format!("\\boxed{{{}}}", "1".repeat(MAX_ANSWER_BYTES + 1));
+        let out = verify("1", &long_answer, ExtractMode::Lenient);
+        assert_eq!(out.verdict, Verdict::WrongAnswer);
+        assert!(out.error.unwrap().contains("extracted answer is 8193 bytes"));
+
+        // Just under the limit is still graded.
+        let list = vec!["1"; 2730].join(", ");
+        assert!(list.len() < MAX_ANSWER_BYTES);
+        let ok = format!("\\boxed{{{list}}}");
+        assert_eq!(verify(&list, &ok, ExtractMode::Lenient).verdict, Verdict::Correct);
+    }
+
+    #[test]
     fn boxed_mode_needs_a_box() {
         assert_eq!(
             verify("5", "The answer is 5.", ExtractMode::Boxed).verdict,
