@@ -2,7 +2,7 @@
 # its built-in data) and `make test` (what CI runs). Everything else is optional.
 
 CARGO ?= cargo
-BIN := target/release/reward-server
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 
 .PHONY: test grade-example build release lint fmt fuzz bench-math diff-math clean
 
