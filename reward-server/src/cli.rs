@@ -201,12 +201,8 @@ fn grade_stream(
             })?;
             out.write_all(b"\n").map_err(io_err("cannot write", out_path))?;
         }
-        progress.set_message(format!("{} items", tally_count(&tally)));
+        progress.set_message(format!("{} items", tally.count()));
     }
     out.flush().map_err(io_err("cannot write", out_path))?;
     Ok(tally)
-}
-
-fn tally_count(t: &Tally) -> u64 {
-    t.summary(&[]).count
 }

@@ -82,6 +82,11 @@ impl Tally {
         }
     }
 
+    /// Results counted so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// The figures so far, with pass@k for each of `ks`.
     pub fn summary(&self, ks: &[u64]) -> Summary {
         let per_problem: Vec<(u64, u64)> = self.problems.values().copied().collect();
