@@ -12,8 +12,10 @@
 //! 3. Structures compare by shape: tuples and matrices in order, sets, bare
 //!    lists and unions as multisets, intervals by endpoints and which ends are
 //!    closed. A two-element tuple `(a, b)` also matches the open interval.
-//! 4. Constants are evaluated: two exact rationals must be equal; otherwise
-//!    the relative difference must be within [`REL_TOL`].
+//! 4. Constants are evaluated: two exact rationals must be equal; two sums
+//!    of square roots of rationals must have the same normal form
+//!    ([`surd`]); otherwise the relative difference must be within
+//!    [`REL_TOL`].
 //! 5. A decimal literal stands for a rounded value. It matches an exact value
 //!    whose decimal expansion terminates only if it is exactly equal; it
 //!    matches any other value only if it has at least [`MIN_SIGNIFICANT`]
@@ -33,6 +35,7 @@ use num_traits::{One, Signed, Zero};
 
 use super::ast::{Const, Expr, Precision, RelOp};
 use super::eval::{eval, rational_to_f64, Env, Value};
+use super::surd;
 
 /// Relative tolerance for comparing values that are not both exact.
 pub const REL_TOL: f64 = 1e-9;
@@ -334,7 +337,15 @@ fn constants_eq(a: &Expr, b: &Expr) -> bool {
         // Two decimals are two exact numbers: `2.50` is `2.5`, but `650.11`
         // is not `650.1` (nor `3.1416` `3.14159`), whichever was rounded.
         (Some(_), Some(_)) => values_eq(&va, &vb, 0.0),
-        (None, None) => values_eq(&va, &vb, REL_TOL),
+        (None, None) => {
+            // Radicals: decide exactly in the surd normal form when both fit it.
+            if !(matches!(va, Value::Exact(_)) && matches!(vb, Value::Exact(_))) {
+                if let (Some(x), Some(y)) = (surd::eval(a), surd::eval(b)) {
+                    return x == y;
+                }
+            }
+            values_eq(&va, &vb, REL_TOL)
+        }
     }
 }
 
@@ -527,6 +538,9 @@ mod tests {
         assert!(eq("\\sqrt{12}", "2\\sqrt{3}"));
         assert!(eq("\\frac{6}{\\sqrt3}", "2\\sqrt3"));
         assert!(!eq("2\\sqrt{3}", "3\\sqrt{2}"));
+        assert!(eq("\\frac{1}{1+\\sqrt2}", "\\sqrt2 - 1"));
+        // Equal in floating point, different exactly.
+        assert!(!eq("\\sqrt{1+10^{-18}}", "1"));
         assert!(eq("2.50", "\\frac52"));
         assert!(!eq("123456789012345678", "123456789012345679"));
     }

@@ -23,6 +23,7 @@ pub mod normalize;
 pub mod parse;
 #[cfg(test)]
 mod properties;
+pub mod surd;
 
 pub use extract::ExtractMode;
 
