@@ -339,7 +339,8 @@ fn constants_eq(a: &Expr, b: &Expr) -> bool {
         (Some(_), Some(_)) => values_eq(&va, &vb, 0.0),
         (None, None) => {
             // Radicals: decide exactly in the surd normal form when both fit it.
-            if !(matches!(va, Value::Exact(_)) && matches!(vb, Value::Exact(_))) {
+            let exact = matches!(va, Value::Exact(_)) && matches!(vb, Value::Exact(_));
+            if !exact && (surd::has_radical(a) || surd::has_radical(b)) {
                 if let (Some(x), Some(y)) = (surd::eval(a), surd::eval(b)) {
                     return x == y;
                 }
@@ -455,7 +456,8 @@ fn sample_points(vars: &[String]) -> Vec<Env> {
     };
     (0..POINTS)
         .map(|k| {
-            vars.iter()
+            let values = vars
+                .iter()
                 .map(|v| {
                     let num = (next() % 2000) as i64 + 137;
                     let den = (next() % 500) as i64 + 101;
@@ -465,7 +467,8 @@ fn sample_points(vars: &[String]) -> Vec<Env> {
                         Value::Exact(BigRational::new((sign * num).into(), den.into())),
                     )
                 })
-                .collect()
+                .collect();
+            Env::point(values)
         })
         .collect()
 }

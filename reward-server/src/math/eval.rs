@@ -5,9 +5,11 @@
 //! integer powers, perfect roots, factorials and binomials, so `2^{100}` and
 //! `\frac{6}{\sqrt{36}}` compare exactly. Anything else (π, e, i, irrational
 //! roots, functions) becomes a `Complex64`. Every exact operation checks the
-//! size of its result first: past [`MAX_BITS`] bits the value is given up as
-//! [`Value::Undefined`] rather than computed (`10^{10^{10}}` costs nothing).
+//! size of its result first: past [`MAX_BITS`] bits (or [`POINT_MAX_BITS`]
+//! at sample points) it continues in floating point, and a value that does
+//! not fit a float is [`Value::Undefined`] (`10^{10^{10}}` costs nothing).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use num_bigint::BigInt;
@@ -68,8 +70,76 @@ fn approx(c: Complex64) -> Value {
     }
 }
 
-/// Variable assignments for evaluation.
-pub type Env = HashMap<String, Value>;
+/// Largest exact intermediate result while evaluating at sample points
+/// (expressions with variables): past it the point is evaluated in floating
+/// point, which is all the comparison there needs.
+pub const POINT_MAX_BITS: u64 = 512;
+
+/// Exact big-number work one evaluation of a constant may do, in 64-bit word
+/// operations (an integer product of `w`-word numbers costs `w²`, a rational
+/// result's gcd `64·w²`). Past it, arithmetic continues in floating point.
+/// About a few milliseconds of work.
+pub const MAX_WORK: u64 = 1_000_000;
+/// The work budget at one sample point of an expression with variables.
+pub const POINT_MAX_WORK: u64 = 20_000;
+
+/// What an evaluation may use: variable values, a size limit and a work budget.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Values of the free variables; unknown variables are undefined.
+    pub vars: HashMap<String, Value>,
+    /// Exact results larger than this many bits continue in floating point.
+    pub max_bits: u64,
+    /// Exact work left (see [`MAX_WORK`]).
+    work: Cell<u64>,
+}
+
+impl Env {
+    /// No variables; exact up to [`MAX_BITS`] and [`MAX_WORK`].
+    pub fn new() -> Env {
+        Env {
+            vars: HashMap::new(),
+            max_bits: MAX_BITS,
+            work: Cell::new(MAX_WORK),
+        }
+    }
+
+    /// Variables set to `vars`; exact up to [`POINT_MAX_BITS`] and [`POINT_MAX_WORK`].
+    pub fn point(vars: HashMap<String, Value>) -> Env {
+        Env {
+            vars,
+            max_bits: POINT_MAX_BITS,
+            work: Cell::new(POINT_MAX_WORK),
+        }
+    }
+
+    /// True, and charged, when an exact result of about `result_bits` bits
+    /// is within the size limit and the work budget. `rational` results pay
+    /// for their gcd reduction.
+    fn affords(&self, result_bits: u64, rational: bool) -> bool {
+        if result_bits > self.max_bits {
+            return false;
+        }
+        let words = result_bits / 64 + 1;
+        self.charge(words * words * if rational { 64 } else { 1 })
+    }
+
+    /// True, and charged, when `cost` units of work are left.
+    fn charge(&self, cost: u64) -> bool {
+        let left = self.work.get();
+        if cost > left {
+            return false;
+        }
+        self.work.set(left - cost);
+        true
+    }
+}
+
+impl Default for Env {
+    fn default() -> Env {
+        Env::new()
+    }
+}
 
 /// Evaluates `e` with the variables in `env`; unknown variables are undefined.
 pub fn eval(e: &Expr, env: &Env) -> Value {
@@ -79,39 +149,55 @@ pub fn eval(e: &Expr, env: &Env) -> Value {
         Expr::Const(Const::E) => Value::Approx(Complex64::new(std::f64::consts::E, 0.0)),
         Expr::Const(Const::I) => Value::Approx(Complex64::new(0.0, 1.0)),
         Expr::Const(Const::Infinity) => Value::Infinite(true),
-        Expr::Var(v) => env.get(v).cloned().unwrap_or(Value::Undefined),
+        Expr::Var(v) => env.vars.get(v).cloned().unwrap_or(Value::Undefined),
         Expr::Neg(a) => match eval(a, env) {
             Value::Exact(q) => Value::Exact(-q),
             Value::Approx(c) => Value::Approx(-c),
             Value::Infinite(p) => Value::Infinite(!p),
             Value::Undefined => Value::Undefined,
         },
-        Expr::Add(a, b) => add(eval(a, env), eval(b, env)),
-        Expr::Sub(a, b) => add(eval(a, env), eval(&Expr::Neg(b.clone()), env)),
-        Expr::Mul(a, b) => mul(eval(a, env), eval(b, env)),
-        Expr::Div(a, b) => div(eval(a, env), eval(b, env)),
-        Expr::Pow(a, b) => pow(eval(a, env), eval(b, env)),
+        Expr::Add(a, b) => add(eval(a, env), eval(b, env), env),
+        Expr::Sub(a, b) => add(eval(a, env), eval(&Expr::Neg(b.clone()), env), env),
+        Expr::Mul(a, b) => mul(eval(a, env), eval(b, env), env),
+        Expr::Div(a, b) => div(eval(a, env), eval(b, env), env),
+        Expr::Pow(a, b) => pow(eval(a, env), eval(b, env), env),
         Expr::Func(f, a) => func(*f, eval(a, env)),
-        Expr::Log { base, arg } => div(func(Func::Ln, eval(arg, env)), func(Func::Ln, eval(base, env))),
-        Expr::Root { index, radicand } => root(eval(index, env), eval(radicand, env)),
-        Expr::Factorial(a) => factorial(eval(a, env)),
-        Expr::Binom(n, k) => binom(eval(n, env), eval(k, env)),
-        Expr::Percent(a) => div(eval(a, env), Value::Exact(BigRational::from_integer(100.into()))),
+        Expr::Log { base, arg } => div(
+            func(Func::Ln, eval(arg, env)),
+            func(Func::Ln, eval(base, env)),
+            env,
+        ),
+        Expr::Root { index, radicand } => root(eval(index, env), eval(radicand, env), env),
+        Expr::Factorial(a) => factorial(eval(a, env), env),
+        Expr::Binom(n, k) => binom(eval(n, env), eval(k, env), env),
+        Expr::Percent(a) => div(
+            eval(a, env),
+            Value::Exact(BigRational::from_integer(100.into())),
+            env,
+        ),
         Expr::Degrees(a) => mul(
             eval(a, env),
             Value::Approx(Complex64::new(std::f64::consts::PI / 180.0, 0.0)),
+            env,
         ),
         _ => Value::Undefined,
     }
 }
 
-fn add(a: Value, b: Value) -> Value {
+// Exact operands whose result is past the size limit or the work budget
+// (`Env::affords`) fall through to the floating-point arm. Integers skip the
+// gcd a rational result needs.
+
+fn add(a: Value, b: Value, env: &Env) -> Value {
     match (a, b) {
-        (Value::Exact(x), Value::Exact(y)) => {
-            if bits(&x).max(bits(&y)) > MAX_BITS {
-                return Value::Undefined;
+        (Value::Exact(x), Value::Exact(y))
+            if env.affords(bits(&x) + bits(&y), !(x.is_integer() && y.is_integer())) =>
+        {
+            if x.is_integer() && y.is_integer() {
+                Value::Exact(BigRational::from_integer(x.numer() + y.numer()))
+            } else {
+                Value::Exact(x + y)
             }
-            Value::Exact(x + y)
         }
         (Value::Infinite(p), Value::Infinite(q)) if p == q => Value::Infinite(p),
         (Value::Infinite(p), other) | (other, Value::Infinite(p)) => match other.approx() {
@@ -125,13 +211,16 @@ fn add(a: Value, b: Value) -> Value {
     }
 }
 
-fn mul(a: Value, b: Value) -> Value {
+fn mul(a: Value, b: Value, env: &Env) -> Value {
     match (a, b) {
-        (Value::Exact(x), Value::Exact(y)) => {
-            if bits(&x) + bits(&y) > MAX_BITS {
-                return Value::Undefined;
+        (Value::Exact(x), Value::Exact(y))
+            if env.affords(bits(&x) + bits(&y), !(x.is_integer() && y.is_integer())) =>
+        {
+            if x.is_integer() && y.is_integer() {
+                Value::Exact(BigRational::from_integer(x.numer() * y.numer()))
+            } else {
+                Value::Exact(x * y)
             }
-            Value::Exact(x * y)
         }
         (Value::Infinite(_), _) | (_, Value::Infinite(_)) => Value::Undefined,
         (a, b) => match (a.approx(), b.approx()) {
@@ -141,15 +230,10 @@ fn mul(a: Value, b: Value) -> Value {
     }
 }
 
-fn div(a: Value, b: Value) -> Value {
+fn div(a: Value, b: Value, env: &Env) -> Value {
     match (a, b) {
         (_, Value::Exact(y)) if y.is_zero() => Value::Undefined,
-        (Value::Exact(x), Value::Exact(y)) => {
-            if bits(&x) + bits(&y) > MAX_BITS {
-                return Value::Undefined;
-            }
-            Value::Exact(x / y)
-        }
+        (Value::Exact(x), Value::Exact(y)) if env.affords(bits(&x) + bits(&y), true) => Value::Exact(x / y),
         (Value::Infinite(_), _) | (_, Value::Infinite(_)) => Value::Undefined,
         (a, b) => match (a.approx(), b.approx()) {
             (Some(_), Some(y)) if y.norm() == 0.0 => Value::Undefined,
@@ -159,8 +243,8 @@ fn div(a: Value, b: Value) -> Value {
     }
 }
 
-/// Exact `x^n` for an integer `n`, if the result stays under [`MAX_BITS`].
-fn exact_int_pow(x: &BigRational, n: &BigInt) -> Option<Value> {
+/// Exact `x^n` for an integer `n`, if the result is affordable.
+fn exact_int_pow(x: &BigRational, n: &BigInt, env: &Env) -> Option<Value> {
     if x.is_zero() {
         return Some(match n.sign() {
             num_bigint::Sign::Minus => Value::Undefined,
@@ -177,7 +261,7 @@ fn exact_int_pow(x: &BigRational, n: &BigInt) -> Option<Value> {
         }));
     }
     let e = n.abs().to_u64()?;
-    if bits(x).saturating_mul(e) > MAX_BITS {
+    if !env.affords(bits(x).saturating_mul(e), !x.is_integer()) {
         return None;
     }
     let p = num_traits::pow(x.clone(), e as usize);
@@ -203,10 +287,10 @@ fn exact_root(x: &BigRational, n: u32) -> Option<BigRational> {
     Some(if neg { -r } else { r })
 }
 
-fn pow(a: Value, b: Value) -> Value {
+fn pow(a: Value, b: Value, env: &Env) -> Value {
     if let (Value::Exact(x), Value::Exact(y)) = (&a, &b) {
         if y.is_integer() {
-            if let Some(v) = exact_int_pow(x, y.numer()) {
+            if let Some(v) = exact_int_pow(x, y.numer(), env) {
                 return v;
             }
             // Too big to hold exactly. An approximation may still be finite
@@ -218,7 +302,7 @@ fn pow(a: Value, b: Value) -> Value {
             };
         } else if let Some(q) = y.denom().to_u32().filter(|&q| q <= 64) {
             if let Some(r) = exact_root(x, q) {
-                if let Some(v) = exact_int_pow(&r, y.numer()) {
+                if let Some(v) = exact_int_pow(&r, y.numer(), env) {
                     return v;
                 }
             }
@@ -259,7 +343,7 @@ fn pow_approx(a: &Value, b: &Value) -> Value {
     }
 }
 
-fn root(index: Value, x: Value) -> Value {
+fn root(index: Value, x: Value, env: &Env) -> Value {
     let n = match &index {
         Value::Exact(q) if q.is_integer() => q.numer().to_u32().filter(|n| (1..=1000).contains(n)),
         _ => None,
@@ -270,8 +354,12 @@ fn root(index: Value, x: Value) -> Value {
         }
     }
     match n {
-        Some(n) => pow(x, Value::Exact(BigRational::new(BigInt::one(), BigInt::from(n)))),
-        None => pow(x, div(Value::Exact(BigRational::one()), index)),
+        Some(n) => pow(
+            x,
+            Value::Exact(BigRational::new(BigInt::one(), BigInt::from(n))),
+            env,
+        ),
+        None => pow(x, div(Value::Exact(BigRational::one()), index, env), env),
     }
 }
 
@@ -335,11 +423,15 @@ fn small_count(v: &Value, max: u64) -> Option<u64> {
     }
 }
 
-fn factorial(a: Value) -> Value {
+fn factorial(a: Value, env: &Env) -> Value {
     match small_count(&a, MAX_FACTORIAL) {
         Some(n) => {
             let mut acc = BigInt::one();
             for k in 2..=n {
+                // Multiplying by a word costs linear time.
+                if !env.charge(acc.bits() / 64 + 1) {
+                    return Value::Undefined;
+                }
                 acc *= k;
             }
             Value::Exact(BigRational::from_integer(acc))
@@ -348,7 +440,7 @@ fn factorial(a: Value) -> Value {
     }
 }
 
-fn binom(n: Value, k: Value) -> Value {
+fn binom(n: Value, k: Value, env: &Env) -> Value {
     let (Some(n), Some(k)) = (
         small_count(&n, 10 * MAX_FACTORIAL),
         small_count(&k, 10 * MAX_FACTORIAL),
@@ -364,6 +456,10 @@ fn binom(n: Value, k: Value) -> Value {
     }
     let mut acc = BigInt::one();
     for j in 0..k {
+        // A word product and a word division: linear, division the dearer.
+        if acc.bits() > env.max_bits || !env.charge(8 * (acc.bits() / 64 + 1)) {
+            return Value::Undefined;
+        }
         acc = acc * (n - j) / (j + 1);
     }
     Value::Exact(BigRational::from_integer(acc))
@@ -404,6 +500,25 @@ mod tests {
         let c = v("\\sqrt[3]{-2}").approx().unwrap();
         assert!((c.re + 2f64.cbrt()).abs() < 1e-12 && c.im == 0.0);
         assert_eq!(v("\\log_2 8").approx().map(|c| (c.re * 1e9).round()), Some(3e9));
+    }
+
+    #[test]
+    fn work_budget_bounds_exact_arithmetic() {
+        assert!(matches!(v("\\binom{2000}{1000}"), Value::Exact(_)));
+        // Twenty of them cost more exact work than one evaluation may do.
+        let many = vec!["\\binom{2000}{1000}"; 20].join("+");
+        assert_eq!(v(&many), Value::Undefined);
+        // Past the budget, rational arithmetic goes on in floating point.
+        let sum = (1..300)
+            .map(|k| format!("\\frac{{1}}{{{}}}", 1000 + 7 * k))
+            .collect::<Vec<_>>()
+            .join("+");
+        assert!(matches!(v(&sum), Value::Approx(_)));
+        let few = (1..5)
+            .map(|k| format!("\\frac{{1}}{{{}}}", 1000 + 7 * k))
+            .collect::<Vec<_>>()
+            .join("+");
+        assert!(matches!(v(&few), Value::Exact(_)));
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub const MAX_TERMS: usize = 64;
 /// Largest radicand (before removing square factors) that is factored.
 pub const MAX_RADICAND: u128 = 1 << 100;
 /// Largest size of a coefficient, in bits of numerator plus denominator.
-const MAX_BITS: u64 = 4096;
+const MAX_BITS: u64 = 2048;
+/// Coefficient operations one evaluation may do, counted in 64-bit words
+/// squared times 64 (the gcd that reduces each rational).
+const MAX_WORK: u64 = 2_000_000;
 /// Primes up to this bound are divided out; a cofactor below its cube is
 /// then a prime or a product of two primes, so square-freeness is decidable.
 const TRIAL_BOUND: u64 = 10_000;
@@ -63,10 +66,14 @@ impl Surd {
         ok.then_some(self)
     }
 
-    fn add(&self, other: &Surd) -> Option<Surd> {
+    fn add(&self, other: &Surd, work: &Work) -> Option<Surd> {
         let mut m = self.0.clone();
         for (r, q) in &other.0 {
-            let sum = m.get(r).cloned().unwrap_or_else(BigRational::zero) + q;
+            work.charge(q)?;
+            let sum = match m.get(r) {
+                Some(p) => add_q(p, q),
+                None => q.clone(),
+            };
             if sum.is_zero() {
                 m.remove(r);
             } else {
@@ -80,22 +87,27 @@ impl Surd {
         Surd(self.0.iter().map(|(r, q)| (*r, -q.clone())).collect())
     }
 
-    fn scale(&self, k: &BigRational) -> Option<Surd> {
+    fn scale(&self, k: &BigRational, work: &Work) -> Option<Surd> {
         if k.is_zero() {
             return Some(Surd::zero());
+        }
+        for q in self.0.values() {
+            work.charge(q)?;
         }
         Surd(self.0.iter().map(|(r, q)| (*r, q * k)).collect()).checked()
     }
 
-    fn mul(&self, other: &Surd) -> Option<Surd> {
+    fn mul(&self, other: &Surd, work: &Work) -> Option<Surd> {
         let mut acc = Surd::zero();
         for (m, a) in &self.0 {
             for (n, b) in &other.0 {
+                work.charge(a)?;
+                work.charge(b)?;
                 // √m·√n = g·√(m/g · n/g) with g = gcd(m, n); the rest stays square-free.
                 let g = m.gcd(n);
                 let rad = (m / g).checked_mul(n / g)?;
-                let coef = a * b * BigRational::from_integer(BigInt::from(g));
-                acc = acc.add(&Surd(BTreeMap::from([(rad, coef)])))?;
+                let coef = mul_q(&mul_q(a, b), &BigRational::from_integer(BigInt::from(g)));
+                acc = acc.add(&Surd(BTreeMap::from([(rad, coef)])), work)?;
             }
         }
         Some(acc)
@@ -103,7 +115,7 @@ impl Surd {
 
     /// The inverse, when the denominator can be rationalised: a single term,
     /// or a rational plus one radical term (`a + b√n` by its conjugate).
-    fn recip(&self) -> Option<Surd> {
+    fn recip(&self, work: &Work) -> Option<Surd> {
         match self.0.len() {
             0 => None,
             1 => {
@@ -119,30 +131,30 @@ impl Surd {
                         .map(|(r, q)| (*r, if *r == 1 { q.clone() } else { -q.clone() }))
                         .collect(),
                 );
-                let den = self.mul(&conj)?.as_rational()?;
+                let den = self.mul(&conj, work)?.as_rational()?;
                 if den.is_zero() {
                     return None;
                 }
-                conj.scale(&den.recip())
+                conj.scale(&den.recip(), work)
             }
             _ => None,
         }
     }
 
-    fn pow(&self, n: i64) -> Option<Surd> {
+    fn pow(&self, n: i64, work: &Work) -> Option<Surd> {
         if n.unsigned_abs() > 64 {
             return None;
         }
-        let base = if n < 0 { self.recip()? } else { self.clone() };
+        let base = if n < 0 { self.recip(work)? } else { self.clone() };
         let mut acc = Surd::rational(BigRational::one());
         for _ in 0..n.unsigned_abs() {
-            acc = acc.mul(&base)?;
+            acc = acc.mul(&base, work)?;
         }
         Some(acc)
     }
 
     /// The square root of a non-negative rational, in normal form.
-    fn sqrt_rational(q: &BigRational) -> Option<Surd> {
+    fn sqrt_rational(q: &BigRational, work: &Work) -> Option<Surd> {
         if q.is_negative() {
             return None;
         }
@@ -158,7 +170,50 @@ impl Surd {
                 BigRational::from_integer(BigInt::from(sq)),
             )])))
         };
-        root(q.numer())?.mul(&root(q.denom())?.recip()?)
+        root(q.numer())?.mul(&root(q.denom())?.recip(work)?, work)
+    }
+}
+
+/// `a + b`, skipping the gcd when both are integers (num-rational reduces
+/// even by a denominator of 1, which costs a binary gcd).
+fn add_q(a: &BigRational, b: &BigRational) -> BigRational {
+    if a.is_integer() && b.is_integer() {
+        BigRational::from_integer(a.numer() + b.numer())
+    } else {
+        a + b
+    }
+}
+
+/// `a · b`, skipping the gcd when both are integers.
+fn mul_q(a: &BigRational, b: &BigRational) -> BigRational {
+    if a.is_integer() && b.is_integer() {
+        BigRational::from_integer(a.numer() * b.numer())
+    } else {
+        a * b
+    }
+}
+
+/// True when `e` has a square root (or a half-integer power) for the
+/// normal form to decide; otherwise exact rationals already do.
+pub fn has_radical(e: &Expr) -> bool {
+    e.any(&|x| match x {
+        Expr::Root { .. } => true,
+        Expr::Pow(_, p) => !matches!(&**p, Expr::Num(n) if n.value.is_integer()),
+        _ => false,
+    })
+}
+
+/// The coefficient work left in one evaluation.
+struct Work(std::cell::Cell<u64>);
+
+impl Work {
+    /// Charges for one operation on `q`; `None` when the budget is spent.
+    fn charge(&self, q: &BigRational) -> Option<()> {
+        let words = (q.numer().bits() + q.denom().bits()) / 64 + 1;
+        let cost = 64 * words * words;
+        let left = self.0.get().checked_sub(cost)?;
+        self.0.set(left);
+        Some(())
     }
 }
 
@@ -196,33 +251,38 @@ fn split_square(mut v: u128) -> Option<(u128, u128)> {
     Some((s, f))
 }
 
-/// The surd value of a constant expression, or `None` when it is not one.
+/// The surd value of a constant expression, or `None` when it is not one
+/// (or deciding it would take more than a bounded amount of work).
 pub fn eval(e: &Expr) -> Option<Surd> {
+    eval_in(e, &Work(std::cell::Cell::new(MAX_WORK)))
+}
+
+fn eval_in(e: &Expr, w: &Work) -> Option<Surd> {
     match e {
         Expr::Num(n) => Some(Surd::rational(n.value.clone())),
-        Expr::Neg(a) => Some(eval(a)?.neg()),
-        Expr::Add(a, b) => eval(a)?.add(&eval(b)?),
-        Expr::Sub(a, b) => eval(a)?.add(&eval(b)?.neg()),
-        Expr::Mul(a, b) => eval(a)?.mul(&eval(b)?),
-        Expr::Div(a, b) => eval(a)?.mul(&eval(b)?.recip()?),
-        Expr::Percent(a) => eval(a)?.scale(&BigRational::new(BigInt::one(), BigInt::from(100))),
+        Expr::Neg(a) => Some(eval_in(a, w)?.neg()),
+        Expr::Add(a, b) => eval_in(a, w)?.add(&eval_in(b, w)?, w),
+        Expr::Sub(a, b) => eval_in(a, w)?.add(&eval_in(b, w)?.neg(), w),
+        Expr::Mul(a, b) => eval_in(a, w)?.mul(&eval_in(b, w)?, w),
+        Expr::Div(a, b) => eval_in(a, w)?.mul(&eval_in(b, w)?.recip(w)?, w),
+        Expr::Percent(a) => eval_in(a, w)?.scale(&BigRational::new(BigInt::one(), BigInt::from(100)), w),
         Expr::Root { index, radicand } => {
-            let n = eval(index)?.as_rational()?;
+            let n = eval_in(index, w)?.as_rational()?;
             if n != BigRational::from_integer(BigInt::from(2)) {
                 return None;
             }
-            Surd::sqrt_rational(&eval(radicand)?.as_rational()?)
+            Surd::sqrt_rational(&eval_in(radicand, w)?.as_rational()?, w)
         }
         Expr::Pow(a, b) => {
-            let exp = eval(b)?.as_rational()?;
-            let base = eval(a)?;
+            let exp = eval_in(b, w)?.as_rational()?;
+            let base = eval_in(a, w)?;
             if exp.is_integer() {
-                return base.pow(exp.to_integer().to_i64()?);
+                return base.pow(exp.to_integer().to_i64()?, w);
             }
             // x^{k/2} = (√x)^k for rational x.
             if *exp.denom() == BigInt::from(2) {
-                let root = Surd::sqrt_rational(&base.as_rational()?)?;
-                return root.pow(exp.numer().to_i64()?);
+                let root = Surd::sqrt_rational(&base.as_rational()?, w)?;
+                return root.pow(exp.numer().to_i64()?, w);
             }
             None
         }
