@@ -2,16 +2,4 @@
 # Differential check of reward-server against math-verify (see bench/math_diff.py).
 #
 #   bash bench/math_diff.sh [--report bench/out/diff.md] [math_diff.py options...]
-#
-# Sets up bench/.venv (pinned math-verify), builds the release binary
-# (skip with SKIP_BUILD=1; honours CARGO_TARGET_DIR) and writes the Markdown report.
-set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(dirname "$HERE")"
-PY="$(bash "$HERE/setup_venv.sh" | tail -n 1)"
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    (cd "$ROOT" && cargo build --release -p reward-server)
-fi
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
-exec python3 "$HERE/math_diff.py" --python "$PY" --bin "$TARGET/release/reward-server" "$@"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/with_anchor.sh" math_diff.py "$@"
