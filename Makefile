@@ -28,10 +28,13 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Fuzz the math verifier for FUZZ_SECONDS (default 300); needs cargo-fuzz.
+## Fuzz the math verifier for FUZZ_SECONDS (default 300); installs cargo-fuzz if missing.
+## A run slower than 2 s per input or above 2 GB counts as a failure.
 FUZZ_SECONDS ?= 300
 fuzz:
-	cd reward-server/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run verify -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd reward-server/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run verify -- \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=2 -rss_limit_mb=2048
 
 ## Benchmark against math-verify (makes its own venv under bench/.venv).
 bench-math:
