@@ -4,11 +4,17 @@
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 
-.PHONY: test grade-example build release lint fmt fuzz bench-math diff-math clean
+.PHONY: test fetch-guest grade-example build release lint fmt fuzz bench-math diff-math clean
 
-## Run every test: unit tests, the end-to-end tests and the math test cases.
-test:
+## Run every test: unit tests, the sandbox tests (which need the guest, so
+## fetch it first), the end-to-end tests and the math test cases.
+test: fetch-guest
 	$(CARGO) test --workspace --locked
+
+## Download and verify the pinned CPython-for-WASI guest into
+## $(SANDBOX_GUEST_DIR) (default target/sandbox-guest); a no-op once there.
+fetch-guest:
+	sandboxes/fetch.sh
 
 ## Grade the shipped math test cases and print the summary.
 grade-example: release

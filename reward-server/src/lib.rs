@@ -8,11 +8,16 @@
 //! [`api::GradeResult`] per item, in order. The `reward-server grade` command
 //! ([`cli`]) and the HTTP service both go through `grade_batch`, so they always
 //! agree. [`summary`] turns results into accuracy, avg@n and pass@k.
+//!
+//! [`sandbox`] runs untrusted Python in CPython for WASI under wasmtime, with
+//! CPU (fuel), wall-clock, memory and output limits; the code verifier will
+//! build on it.
 
 pub mod api;
 pub mod cli;
 pub mod grade;
 pub mod math;
+pub mod sandbox;
 pub mod summary;
 
 pub use api::{GradeResult, Item, Verdict};

@@ -274,7 +274,7 @@ fn exact_root(x: &BigRational, n: u32) -> Option<BigRational> {
         return None;
     }
     let neg = x.is_negative();
-    if neg && n % 2 == 0 {
+    if neg && n.is_multiple_of(2) {
         return None;
     }
     let root_int = |v: &BigInt| -> Option<BigInt> {

@@ -224,7 +224,7 @@ fn split_square(mut v: u128) -> Option<(u128, u128)> {
     let mut p: u128 = 2;
     while p <= u128::from(TRIAL_BOUND) && p * p <= v {
         let mut e = 0;
-        while v % p == 0 {
+        while v.is_multiple_of(p) {
             v /= p;
             e += 1;
         }
