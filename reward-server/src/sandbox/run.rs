@@ -127,6 +127,17 @@ impl Sandbox {
     /// says nothing about the program.
     pub fn run_python(&self, source: &str, stdin: &[u8], limits: &Limits) -> Result<RunResult, SandboxError> {
         let started = Instant::now();
+        // The source travels as a C string in argv, where a NUL would
+        // silently cut it short; CPython refuses such source too.
+        if source.contains('\0') {
+            return Ok(RunResult {
+                outcome: Outcome::RuntimeError("source code contains a NUL byte".into()),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                fuel_used: 0,
+                elapsed: started.elapsed(),
+            });
+        }
         let output = Output::new(limits.output_bytes);
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&[ARGV0, "-c", source])
@@ -412,6 +423,19 @@ mod tests {
         assert_eq!(result.outcome, Outcome::Exited(0), "{}", text(&result.stderr));
         assert_eq!(text(&result.stdout), "hello, world\n");
         assert!(result.fuel_used > 0);
+    }
+
+    #[test]
+    fn source_with_a_nul_byte_is_a_runtime_error() {
+        // argv would cut the source at the NUL and run `print(1)` alone.
+        let Some(result) = run("print(1)\0print(2)", "", &small()) else {
+            return;
+        };
+        assert_eq!(
+            result.outcome,
+            Outcome::RuntimeError("source code contains a NUL byte".into())
+        );
+        assert!(result.stdout.is_empty());
     }
 
     #[test]
