@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::api::{GradeResult, Id, Item, Task, Verdict};
-use crate::math;
+use crate::{code, math};
 
 /// An input that could not be turned into an [`Item`].
 #[derive(Debug, Clone, PartialEq)]
@@ -147,10 +147,27 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
             r
         }
         Task::Code => {
-            let mut r = result(id, pid, Verdict::Invalid, started);
-            r.error =
-                Some("code items are not supported yet: the sandboxed code verifier is not built".into());
-            r
+            let outcome = match (
+                &item.tests,
+                code::item_limits(item.time_limit_s, item.memory_limit_mb),
+            ) {
+                (None, _) => Err("code items need a `tests` field".to_string()),
+                (_, Err(e)) => Err(e),
+                (Some(tests), Ok(limits)) => code::shared_sandbox_or_error()
+                    .map(|sandbox| code::verify(sandbox, &item.response, tests, &limits, item.all_cases)),
+            };
+            match outcome {
+                Ok(out) => {
+                    let mut r = result(id, pid, out.verdict, started);
+                    (r.passed, r.total, r.error) = (out.passed, out.total, out.error);
+                    r
+                }
+                Err(why) => {
+                    let mut r = result(id, pid, Verdict::Invalid, started);
+                    r.error = Some(why);
+                    r
+                }
+            }
         }
     }
 }
@@ -207,7 +224,7 @@ mod tests {
             .error
             .as_deref()
             .unwrap()
-            .contains("code items are not supported yet"));
+            .contains("code items need a `tests` field"));
         assert!(out[6].error.as_deref().unwrap().contains("`answer`"));
         assert_eq!((out[0].reward, out[0].passed, out[0].total), (1.0, 1, 1));
     }

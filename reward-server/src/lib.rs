@@ -1,10 +1,10 @@
 //! Verifiable rewards for reinforcement learning: decides whether a model's
-//! response is right, for math answers now and for programs once the sandbox
-//! lands.
+//! response is right: a math answer against the gold answer ([`math`]), or a
+//! program against its tests in a WebAssembly sandbox ([`code`], [`sandbox`]).
 //!
 //! The flow is Item → verifier → Result. An [`api::Item`] names its task and
 //! carries the model's `response` and the gold `answer`; [`grade::grade_batch`]
-//! sends each to its verifier ([`math::verify`]) in parallel and returns one
+//! sends each to its verifier ([`math::verify`], [`code::verify`]) in parallel and returns one
 //! [`api::GradeResult`] per item, in order. The `reward-server grade` command
 //! ([`cli`]) and the HTTP service both go through `grade_batch`, so they always
 //! agree. [`summary`] turns results into accuracy, avg@n and pass@k.
@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod code;
 pub mod grade;
 pub mod math;
 pub mod sandbox;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use reward_server::cli::{run_grade, GradeArgs, GradeError};
 
-/// Verifiable rewards for RL: checks math answers for equivalence with the gold answer.
+/// Verifiable rewards for RL: checks math answers against the gold answer and runs programs against tests.
 #[derive(Parser)]
 #[command(name = "reward-server", version, about, long_about = None)]
 struct Cli {
@@ -20,7 +20,10 @@ enum Command {
     /// Grade a JSONL file of items: one result per item (stdout or --output), a summary on stderr.
     ///
     /// Each input line is an item: {"id": str?, "problem_id": str?, "task": "math",
-    /// "response": str, "answer": str, "extract": "lenient"|"boxed"?}. Each output
+    /// "response": str, "answer": str, "extract": "lenient"|"boxed"?}, or a code item
+    /// {"task": "code", "response": str, "tests": {"type": "stdio", "cases":
+    /// [{"input": str, "output": str}]}, "time_limit_s"?, "memory_limit_mb"?,
+    /// "all_cases"?}, run in the WebAssembly sandbox. Each output
     /// line is {"id", "problem_id", "reward", "verdict", "passed", "total",
     /// "elapsed_ms", "extracted"?, "error"?}. Items with a problem_id are grouped
     /// for avg@n and the unbiased pass@k.
@@ -30,9 +33,11 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,reward_server=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {

@@ -167,3 +167,55 @@ fn invalid_utf8_line_is_one_invalid_result() {
         .unwrap()
         .contains("line 2: not valid UTF-8"));
 }
+
+#[test]
+fn grades_code_items_with_stdio_tests() {
+    let guest = reward_server::sandbox::default_guest_dir().join(reward_server::sandbox::GUEST_WASM);
+    if !guest.is_file() && std::env::var_os("CI").is_none() {
+        eprintln!("skipping: no sandbox guest (run `make fetch-guest`)");
+        return;
+    }
+    let tests = r#"{"type": "stdio", "cases": [{"input": "2 3\n", "output": "5\n"}, {"input": "-1 1\n", "output": "0"}]}"#;
+    let item = |id: &str, code: &str| {
+        let response = format!("Here is my solution:\n```python\n{code}\n```");
+        format!(
+            "{{\"id\": \"{id}\", \"task\": \"code\", \"response\": {}, \"tests\": {tests}, \"time_limit_s\": 2}}\n",
+            serde_json::to_string(&response).unwrap()
+        )
+    };
+    let input = [
+        item("ok", "a, b = map(int, input().split())\nprint(a + b)"),
+        item("wrong", "a, b = map(int, input().split())\nprint(abs(a + b) + 1 if a < 0 else a + b)"),
+        item("crash", "print(undefined_name)"),
+        r#"{"id": "fmt", "task": "code", "response": "x", "tests": {"type": "function", "fn_name": "f", "cases": []}}"#.to_string() + "\n",
+    ]
+    .concat();
+    let out = run(&["grade", "-"], &input);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results = jsonl(&out.stdout);
+    let got: Vec<_> = results
+        .iter()
+        .map(|r| {
+            (
+                r["verdict"].as_str().unwrap(),
+                r["passed"].as_u64().unwrap(),
+                r["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("correct", 2, 2),
+            ("wrong_answer", 1, 2),
+            ("runtime_error", 0, 2),
+            ("invalid", 0, 1)
+        ]
+    );
+    assert_eq!(results[0]["reward"], 1.0);
+    assert!(results[2]["error"].as_str().unwrap().contains("NameError"));
+    assert!(results[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown variant `function`"));
+}

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::code::CodeTests;
 use crate::math::ExtractMode;
 
 /// The outcome of grading one item.
@@ -75,7 +76,7 @@ pub enum Id {
 pub enum Task {
     /// A final answer compared with `answer`.
     Math,
-    /// A program run against tests (not available yet: such items are `invalid`).
+    /// A Python program run in the sandbox against `tests`.
     Code,
 }
 
@@ -98,6 +99,18 @@ pub struct Item {
     /// How the answer is found in `response` (math items); `lenient` by default.
     #[serde(default)]
     pub extract: Option<ExtractMode>,
+    /// The tests the program must pass (code items); only `{"type": "stdio", "cases": [...]}` so far.
+    #[serde(default)]
+    pub tests: Option<CodeTests>,
+    /// CPU budget per test case in seconds (code items); 6 by default.
+    #[serde(default)]
+    pub time_limit_s: Option<f64>,
+    /// Memory limit in MiB (code items); 1024 by default.
+    #[serde(default)]
+    pub memory_limit_mb: Option<u64>,
+    /// Run every case and report `passed`/`total` instead of stopping at the first failure.
+    #[serde(default)]
+    pub all_cases: bool,
 }
 
 /// The grade of one item.

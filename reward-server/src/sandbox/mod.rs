@@ -22,7 +22,7 @@ pub use run::RunResult;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -104,6 +104,20 @@ pub enum SandboxError {
 impl SandboxError {
     fn wasmtime(context: &str, error: wasmtime::Error) -> SandboxError {
         SandboxError::Wasmtime(format!("{context}: {error:#}"))
+    }
+}
+
+impl Sandbox {
+    /// The sandbox shared by the whole process, loaded from
+    /// [`default_guest_dir`] on first use (compiling the guest the first
+    /// time takes minutes; loading the cached module, ~10 ms). A failed load
+    /// is remembered and its message returned to every caller.
+    pub fn shared() -> Result<&'static Sandbox, String> {
+        static SHARED: OnceLock<Result<Sandbox, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Sandbox::load(&default_guest_dir()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 

@@ -364,7 +364,6 @@ impl tokio::io::AsyncWrite for OutputStreamHandle {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::OnceLock;
 
     use super::*;
     use crate::sandbox::{default_guest_dir, GUEST_WASM};
@@ -373,23 +372,18 @@ mod tests {
     /// compiles the guest). `None` when the guest is not fetched and `CI` is
     /// unset; under CI a missing guest fails the test.
     fn sandbox() -> Option<&'static Sandbox> {
-        static SANDBOX: OnceLock<Option<Sandbox>> = OnceLock::new();
-        SANDBOX
-            .get_or_init(|| {
-                let dir = default_guest_dir();
-                if !dir.join(GUEST_WASM).is_file() && std::env::var_os("CI").is_none() {
-                    eprintln!(
-                        "skipping sandbox test: no guest in {} (run `make fetch-guest`)",
-                        dir.display()
-                    );
-                    return None;
-                }
-                match Sandbox::load(&dir) {
-                    Ok(sandbox) => Some(sandbox),
-                    Err(error) => panic!("{error}"),
-                }
-            })
-            .as_ref()
+        let dir = default_guest_dir();
+        if !dir.join(GUEST_WASM).is_file() && std::env::var_os("CI").is_none() {
+            eprintln!(
+                "skipping sandbox test: no guest in {} (run `make fetch-guest`)",
+                dir.display()
+            );
+            return None;
+        }
+        match Sandbox::shared() {
+            Ok(sandbox) => Some(sandbox),
+            Err(error) => panic!("{error}"),
+        }
     }
 
     /// Small, fast limits: 2 s of fuel, a 10 s backstop, 256 MiB, 1 MiB out.
