@@ -243,6 +243,53 @@ mod tests {
         assert_eq!((stop.passed, stop.total), (1, 3));
     }
 
+    /// The security list: each program gets its documented verdict,
+    /// reads nothing of the host, and the grader survives it.
+    #[test]
+    fn hostile_programs_get_their_documented_verdicts() {
+        let Some(sb) = sandbox() else { return };
+        let tests = stdio(&[("", "ok")]);
+        let limits = Limits {
+            output_bytes: 1 << 20,
+            wall: Duration::from_secs(2),
+            ..item_limits(Some(1.0), Some(256)).unwrap()
+        };
+        let cases: &[(&str, &str, Verdict)] = &[
+            ("read /etc/passwd", "print(open('/etc/passwd').read())", Verdict::RuntimeError),
+            ("list /", "import os\nprint(os.listdir('/'))", Verdict::RuntimeError),
+            ("os.system", "import os\nos.system('ls')", Verdict::RuntimeError),
+            ("subprocess", "import subprocess\nsubprocess.run(['ls'])", Verdict::RuntimeError),
+            ("socket", "import socket\nsocket.create_connection(('127.0.0.1', 80))", Verdict::RuntimeError),
+            ("ctypes", "import ctypes\nctypes.CDLL(None)", Verdict::RuntimeError),
+            ("fork", "import os\nos.fork()", Verdict::RuntimeError),
+            ("write a file", "open('/tmp/pwned', 'w').write('x')", Verdict::RuntimeError),
+            ("environment", "import os\nassert not os.environ\nprint('ok')", Verdict::Correct),
+            ("infinite loop", "while True: pass", Verdict::TimeLimit),
+            ("memory hog", "x = []\nwhile True: x.append(' ' * 10**6)", Verdict::MemoryLimit),
+            ("huge string", "s = 'a' * 10**9", Verdict::MemoryLimit),
+            // CPython 3.15 keeps pure-Python frames off the C stack: 10**6 deep
+            // completes within the memory limit, and the grader survives it.
+            ("deep recursion", "import sys\nsys.setrecursionlimit(10**7)\nf = lambda n: f(n - 1) + 1 if n else 0\nf(10**6)\nprint('ok')", Verdict::Correct),
+            ("10**8 characters", "print('a' * 10**8)", Verdict::OutputLimit),
+            ("sleep", "import time\ntime.sleep(100)", Verdict::TimeLimit),
+        ];
+        let mut wrong = Vec::new();
+        for (name, code, expected) in cases {
+            let out = verify(sb, &fenced(code), &tests, &limits, false);
+            if out.verdict != *expected {
+                wrong.push(format!(
+                    "{name}: expected {expected:?}, got {:?} ({:?})",
+                    out.verdict, out.error
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(
+            !std::path::Path::new("/tmp/pwned").exists(),
+            "the guest wrote a host file"
+        );
+    }
+
     #[test]
     fn item_limits_are_checked() {
         assert!(item_limits(Some(0.0), None).unwrap_err().contains("time_limit_s"));
