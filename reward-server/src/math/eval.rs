@@ -150,14 +150,9 @@ pub fn eval(e: &Expr, env: &Env) -> Value {
         Expr::Const(Const::I) => Value::Approx(Complex64::new(0.0, 1.0)),
         Expr::Const(Const::Infinity) => Value::Infinite(true),
         Expr::Var(v) => env.vars.get(v).cloned().unwrap_or(Value::Undefined),
-        Expr::Neg(a) => match eval(a, env) {
-            Value::Exact(q) => Value::Exact(-q),
-            Value::Approx(c) => Value::Approx(-c),
-            Value::Infinite(p) => Value::Infinite(!p),
-            Value::Undefined => Value::Undefined,
-        },
+        Expr::Neg(a) => neg(eval(a, env)),
         Expr::Add(a, b) => add(eval(a, env), eval(b, env), env),
-        Expr::Sub(a, b) => add(eval(a, env), eval(&Expr::Neg(b.clone()), env), env),
+        Expr::Sub(a, b) => add(eval(a, env), neg(eval(b, env)), env),
         Expr::Mul(a, b) => mul(eval(a, env), eval(b, env), env),
         Expr::Div(a, b) => div(eval(a, env), eval(b, env), env),
         Expr::Pow(a, b) => pow(eval(a, env), eval(b, env), env),
@@ -181,6 +176,15 @@ pub fn eval(e: &Expr, env: &Env) -> Value {
             env,
         ),
         _ => Value::Undefined,
+    }
+}
+
+fn neg(v: Value) -> Value {
+    match v {
+        Value::Exact(q) => Value::Exact(-q),
+        Value::Approx(c) => Value::Approx(-c),
+        Value::Infinite(p) => Value::Infinite(!p),
+        Value::Undefined => Value::Undefined,
     }
 }
 
