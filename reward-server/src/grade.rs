@@ -83,7 +83,13 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn result(id: Option<Id>, problem_id: Option<Id>, verdict: Verdict, started: Instant) -> GradeResult {
+fn result(
+    id: Option<Id>,
+    problem_id: Option<Id>,
+    verdict: Verdict,
+    error: Option<String>,
+    started: Instant,
+) -> GradeResult {
     let correct = verdict == Verdict::Correct;
     GradeResult {
         id,
@@ -94,7 +100,7 @@ fn result(id: Option<Id>, problem_id: Option<Id>, verdict: Verdict, started: Ins
         total: 1,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         extracted: None,
-        error: None,
+        error,
     }
 }
 
@@ -114,11 +120,8 @@ pub fn grade_one(input: &Input) -> GradeResult {
                 Input::Item(i) => (i.id.clone(), i.problem_id.clone()),
                 Input::Malformed(m) => (m.id.clone(), m.problem_id.clone()),
             };
-            let mut r = result(id, pid, Verdict::Invalid, started);
-            r.error = Some(format!(
-                "internal error in the verifier (please report it): {what}"
-            ));
-            r
+            let why = format!("internal error in the verifier (please report it): {what}");
+            result(id, pid, Verdict::Invalid, Some(why), started)
         }
     }
 }
@@ -127,23 +130,20 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
     let item = match input {
         Input::Item(item) => item,
         Input::Malformed(m) => {
-            let mut r = result(m.id.clone(), m.problem_id.clone(), Verdict::Invalid, started);
-            r.error = Some(m.error.clone());
-            return r;
+            let why = Some(m.error.clone());
+            return result(m.id.clone(), m.problem_id.clone(), Verdict::Invalid, why, started);
         }
     };
     let (id, pid) = (item.id.clone(), item.problem_id.clone());
     match item.task {
         Task::Math => {
             let Some(answer) = &item.answer else {
-                let mut r = result(id, pid, Verdict::Invalid, started);
-                r.error = Some("math items need an `answer` field (the gold answer)".into());
-                return r;
+                let why = "math items need an `answer` field (the gold answer)".to_string();
+                return result(id, pid, Verdict::Invalid, Some(why), started);
             };
             let out = math::verify(answer, &item.response, item.extract.unwrap_or_default());
-            let mut r = result(id, pid, out.verdict, started);
+            let mut r = result(id, pid, out.verdict, out.error, started);
             r.extracted = out.extracted;
-            r.error = out.error;
             r
         }
         Task::Code => {
@@ -158,15 +158,11 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
             };
             match outcome {
                 Ok(out) => {
-                    let mut r = result(id, pid, out.verdict, started);
-                    (r.passed, r.total, r.error) = (out.passed, out.total, out.error);
+                    let mut r = result(id, pid, out.verdict, out.error, started);
+                    (r.passed, r.total) = (out.passed, out.total);
                     r
                 }
-                Err(why) => {
-                    let mut r = result(id, pid, Verdict::Invalid, started);
-                    r.error = Some(why);
-                    r
-                }
+                Err(why) => result(id, pid, Verdict::Invalid, Some(why), started),
             }
         }
     }
