@@ -169,7 +169,7 @@ fn invalid_utf8_line_is_one_invalid_result() {
 }
 
 #[test]
-fn grades_code_items_with_stdio_tests() {
+fn grades_code_items_in_all_three_formats() {
     let guest = reward_server::sandbox::default_guest_dir().join(reward_server::sandbox::GUEST_WASM);
     if !guest.is_file() && std::env::var_os("CI").is_none() {
         eprintln!("skipping: no sandbox guest (run `make fetch-guest`)");
@@ -187,7 +187,9 @@ fn grades_code_items_with_stdio_tests() {
         item("ok", "a, b = map(int, input().split())\nprint(a + b)"),
         item("wrong", "a, b = map(int, input().split())\nprint(abs(a + b) + 1 if a < 0 else a + b)"),
         item("crash", "print(undefined_name)"),
-        r#"{"id": "fmt", "task": "code", "response": "x", "tests": {"type": "function", "fn_name": "f", "cases": []}}"#.to_string() + "\n",
+        r#"{"id": "fmt", "task": "code", "response": "x", "tests": {"type": "interactive", "cases": []}}"#.to_string() + "\n",
+        r#"{"id": "fn", "task": "code", "response": "```python\nclass Solution:\n    def add(self, a, b):\n        return a + b\n```", "tests": {"type": "function", "fn_name": "add", "cases": [{"input": "1\n2", "output": "3"}, {"input": "[1]\n[2]", "output": "[1, 2]"}]}}"#.to_string() + "\n",
+        r#"{"id": "assert", "task": "code", "response": "```python\ndef add(a, b):\n    return a - b\n```", "tests": {"type": "assert", "code": "assert add(2, 2) == 4"}}"#.to_string() + "\n",
     ]
     .concat();
     let out = run(&["grade", "-"], &input);
@@ -209,7 +211,9 @@ fn grades_code_items_with_stdio_tests() {
             ("correct", 2, 2),
             ("wrong_answer", 1, 2),
             ("runtime_error", 0, 2),
-            ("invalid", 0, 1)
+            ("invalid", 0, 1),
+            ("correct", 2, 2),
+            ("wrong_answer", 0, 1)
         ]
     );
     assert_eq!(results[0]["reward"], 1.0);
@@ -217,5 +221,5 @@ fn grades_code_items_with_stdio_tests() {
     assert!(results[3]["error"]
         .as_str()
         .unwrap()
-        .contains("unknown variant `function`"));
+        .contains("unknown variant `interactive`"));
 }

