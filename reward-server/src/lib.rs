@@ -10,8 +10,8 @@
 //! agree. [`summary`] turns results into accuracy, avg@n and pass@k.
 //!
 //! [`sandbox`] runs untrusted Python in CPython for WASI under wasmtime, with
-//! CPU (fuel), wall-clock, memory and output limits; the code verifier will
-//! build on it.
+//! CPU (fuel), wall-clock, memory and output limits, all test cases of an
+//! item in one interpreter.
 
 pub mod api;
 pub mod cli;

@@ -1,11 +1,12 @@
 //! `reward-server`: grade model outputs from the command line.
 //!
-//! Run `reward-server grade --help` for the options.
+//! Run `reward-server grade --help` or `reward-server run --help` for the
+//! options.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use reward_server::cli::{run_grade, GradeArgs, GradeError};
+use reward_server::cli::{run_grade, run_program, CliError, GradeArgs, RunArgs};
 
 /// Verifiable rewards for RL: checks math answers against the gold answer and runs programs against tests.
 #[derive(Parser)]
@@ -21,13 +22,29 @@ enum Command {
     ///
     /// Each input line is an item: {"id": str?, "problem_id": str?, "task": "math",
     /// "response": str, "answer": str, "extract": "lenient"|"boxed"?}, or a code item
-    /// {"task": "code", "response": str, "tests": {"type": "stdio", "cases":
-    /// [{"input": str, "output": str}]}, "time_limit_s"?, "memory_limit_mb"?,
-    /// "all_cases"?}, run in the WebAssembly sandbox. Each output
-    /// line is {"id", "problem_id", "reward", "verdict", "passed", "total",
-    /// "elapsed_ms", "extracted"?, "error"?}. Items with a problem_id are grouped
-    /// for avg@n and the unbiased pass@k.
+    /// {"task": "code", "response": str, "tests": TESTS, "time_limit_s"?,
+    /// "memory_limit_mb"?, "all_cases"?}, run in the WebAssembly sandbox, where TESTS is
+    /// {"type": "stdio", "cases": [{"input": str, "output": str}]},
+    /// {"type": "function", "fn_name": str, "cases": [{"input": "<json>\n<json>", "output": "<json>"}]}
+    /// or {"type": "assert", "code": str}. Each output line is {"id", "problem_id",
+    /// "reward", "verdict", "passed", "total", "elapsed_ms", "extracted"?, "error"?}.
+    /// Items with a problem_id are grouped for avg@n and the unbiased pass@k.
+    ///
+    /// Exit status: 0 when every line was graded (whatever the verdicts), 1 when a
+    /// file could not be read or written, 2 on a usage error.
     Grade(GradeArgs),
+    /// Run one Python program in the grader's sandbox and print its output and verdict.
+    ///
+    /// The program runs exactly as a stdio test case does when grading (same
+    /// interpreter, harness and limits). Its stdout and stderr are copied to
+    /// ours; a last line on stderr gives the verdict, the CPU used (fuel, as
+    /// seconds of the budget) and the wall time. With --expect, the verdict is
+    /// the grader's (correct or wrong_answer).
+    ///
+    /// Exit status: 0 when the program finished (and matched --expect), 1 when it
+    /// did not, 2 on a usage error, 3 when a file could not be read or the sandbox
+    /// is unavailable.
+    Run(RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,18 +57,25 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Grade(args) => run_grade(args).map(|_| ()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            // Bad options are usage errors (2, as clap uses); I/O failures are 1.
-            match e {
-                GradeError::Usage(_) => ExitCode::from(2),
-                GradeError::Io { .. } => ExitCode::FAILURE,
-            }
-        }
+    match &cli.command {
+        Command::Grade(args) => match run_grade(args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, 1),
+        },
+        Command::Run(args) => match run_program(args) {
+            Ok(report) if report.ok() => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => fail(&e, 3),
+        },
+    }
+}
+
+/// Prints the error; usage errors exit 2 (as clap's own do), the others
+/// `other`.
+fn fail(error: &CliError, other: u8) -> ExitCode {
+    eprintln!("error: {error}");
+    match error {
+        CliError::Usage(_) => ExitCode::from(2),
+        CliError::Io { .. } | CliError::Sandbox(_) => ExitCode::from(other),
     }
 }

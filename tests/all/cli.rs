@@ -1,6 +1,6 @@
 //! `reward-server grade`: files and stdin, output order, summaries, errors.
 
-use crate::util::{jsonl, root, run};
+use crate::util::{have_guest, jsonl, root, run};
 
 const ITEMS: &str = concat!(
     r#"{"id": "a", "problem_id": "p1", "task": "math", "response": "so \\boxed{\\frac12}", "answer": "0.5"}"#,
@@ -170,9 +170,7 @@ fn invalid_utf8_line_is_one_invalid_result() {
 
 #[test]
 fn grades_code_items_in_all_three_formats() {
-    let guest = reward_server::sandbox::default_guest_dir().join(reward_server::sandbox::GUEST_WASM);
-    if !guest.is_file() && std::env::var_os("CI").is_none() {
-        eprintln!("skipping: no sandbox guest (run `make fetch-guest`)");
+    if !have_guest() {
         return;
     }
     let tests = r#"{"type": "stdio", "cases": [{"input": "2 3\n", "output": "5\n"}, {"input": "-1 1\n", "output": "0"}]}"#;

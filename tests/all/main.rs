@@ -2,5 +2,6 @@
 //! `reward-server` executable and the data in `testcases/`.
 
 mod cli;
+mod run;
 mod testcases;
 mod util;

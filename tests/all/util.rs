@@ -28,7 +28,11 @@ pub(crate) fn run(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("reward-server starts");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A command that fails before reading its input closes the pipe early.
+    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -39,4 +43,15 @@ pub(crate) fn jsonl(s: &[u8]) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}")))
         .collect()
+}
+
+/// True when the sandbox guest is fetched. Outside CI a test that needs it
+/// skips (with a note) when it is not; under CI it must be there.
+pub(crate) fn have_guest() -> bool {
+    let guest = reward_server::sandbox::default_guest_dir().join(reward_server::sandbox::GUEST_WASM);
+    if !guest.is_file() && std::env::var_os("CI").is_none() {
+        eprintln!("skipping: no sandbox guest (run `make fetch-guest`)");
+        return false;
+    }
+    true
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::{io_err, CliError};
 use crate::grade::{grade_batch, Input};
 use crate::summary::{Summary, Tally};
 
@@ -40,46 +41,18 @@ pub struct GradeArgs {
     pub no_progress: bool,
 }
 
-/// Why a `grade` run stopped before the end.
-#[derive(Debug, thiserror::Error)]
-pub enum GradeError {
-    /// Bad options.
-    #[error("{0}")]
-    Usage(String),
-    /// A file could not be read or written.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// "cannot read", "cannot write", …
-        what: &'static str,
-        /// The file concerned.
-        path: String,
-        /// The underlying error.
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> GradeError + 'a {
-    move |source| GradeError::Io {
-        what,
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// Runs `grade` and returns its summary (already printed to stderr).
-pub fn run_grade(args: &GradeArgs) -> Result<Summary, GradeError> {
+pub fn run_grade(args: &GradeArgs) -> Result<Summary, CliError> {
     if let Some(k) = args.k.iter().find(|&&k| k == 0) {
-        return Err(GradeError::Usage(format!(
-            "--k values must be at least 1, got {k}"
-        )));
+        return Err(CliError::Usage(format!("--k values must be at least 1, got {k}")));
     }
     if args.threads == Some(0) {
-        return Err(GradeError::Usage("--threads must be at least 1".into()));
+        return Err(CliError::Usage("--threads must be at least 1".into()));
     }
     let from_stdin = args.input.as_os_str() == "-";
     if let Some(out) = &args.output {
         if !from_stdin && same_file(&args.input, out) {
-            return Err(GradeError::Usage(format!(
+            return Err(CliError::Usage(format!(
                 "--output {} is the input file; refusing to overwrite it",
                 out.display()
             )));
@@ -100,7 +73,7 @@ pub fn run_grade(args: &GradeArgs) -> Result<Summary, GradeError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()
-        .map_err(|e| GradeError::Usage(format!("cannot start worker threads: {e}")))?;
+        .map_err(|e| CliError::Usage(format!("cannot start worker threads: {e}")))?;
     let progress = progress_bar(total_bytes, args.no_progress);
     let started = Instant::now();
     let tally = pool.install(|| grade_stream(reader, writer, &progress, &args.input, &out_path))?;
@@ -155,7 +128,7 @@ fn grade_stream(
     progress: &ProgressBar,
     in_path: &Path,
     out_path: &Path,
-) -> Result<Tally, GradeError> {
+) -> Result<Tally, CliError> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut out = BufWriter::with_capacity(1 << 20, writer);
     let mut tally = Tally::default();
@@ -194,7 +167,7 @@ fn grade_stream(
         }
         for r in grade_batch(&chunk) {
             tally.add(&r);
-            serde_json::to_writer(&mut out, &r).map_err(|e| GradeError::Io {
+            serde_json::to_writer(&mut out, &r).map_err(|e| CliError::Io {
                 what: "cannot write",
                 path: out_path.display().to_string(),
                 source: e.into(),
