@@ -590,6 +590,69 @@ mod tests {
         assert_eq!(run.instances, 1);
     }
 
+    /// The determinism check: programs just under and just over
+    /// their CPU budget get the same verdict, and burn the same fuel, on an
+    /// idle machine and under twice as many busy threads as cores.
+    #[test]
+    fn verdicts_at_the_budget_edge_do_not_depend_on_load() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let limits = Limits {
+            fuel: fuel_for(Duration::from_millis(200)),
+            ..small()
+        };
+        let program = |n: u64| stdio(&format!("s = 0\nfor i in range({n}): s += i\nprint('done')\n"));
+        let fuel = |n: u64| -> Option<u64> {
+            let run = run_job(program(n), inputs(&[""]), &limits, always())?;
+            Some(case(&run, 0).fuel_used)
+        };
+        // fuel(n) = a + b n, measured (fuel is deterministic).
+        let Some(f1) = fuel(100_000) else {
+            return;
+        };
+        let f2 = fuel(200_000).expect("sandbox");
+        let per_iteration = (f2 - f1) as f64 / 100_000.0;
+        let fixed = f1 as f64 - per_iteration * 100_000.0;
+        let n_at = |share: f64| ((limits.fuel as f64 * share - fixed) / per_iteration) as u64;
+        let (under, over) = (n_at(0.97), n_at(1.03));
+
+        let idle_under = run_job(program(under), inputs(&[""]), &limits, always()).expect("sandbox");
+        let idle_under = case(&idle_under, 0).clone();
+        assert_eq!(idle_under.end, CaseEnd::Finished, "{idle_under:?}");
+        let idle_over = run_job(program(over), inputs(&[""]), &limits, always()).expect("sandbox");
+        assert_eq!(case(&idle_over, 0).end, CaseEnd::TimeLimit);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let spinners: Vec<_> = (0..2 * cores)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        let loaded: Vec<(CaseRun, CaseRun)> = (0..3)
+            .map(|_| {
+                let u = run_job(program(under), inputs(&[""]), &limits, always()).expect("sandbox");
+                let o = run_job(program(over), inputs(&[""]), &limits, always()).expect("sandbox");
+                (case(&u, 0).clone(), case(&o, 0).clone())
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        for spinner in spinners {
+            spinner.join().expect("spinner");
+        }
+        for (u, o) in loaded {
+            assert_eq!(u.end, CaseEnd::Finished, "just under, loaded");
+            assert_eq!(u.fuel_used, idle_under.fuel_used, "the same fuel, loaded or idle");
+            assert_eq!(o.end, CaseEnd::TimeLimit, "just over, loaded");
+        }
+    }
+
     #[test]
     fn a_limit_ends_the_case_and_the_next_case_starts_fresh() {
         let program = stdio(
