@@ -46,6 +46,10 @@ def _harness():
     )
 
     fstat = os.fstat
+    # Leaving through os._exit skips interpreter finalisation: a full garbage
+    # collection and module teardown that burns ~53 M instructions (~18 ms),
+    # more than the whole run of a small test. The instance is thrown away.
+    quit_now = os._exit
 
     # Cases share the interpreter's fds 0, 1 and 2, so the program must not
     # close them: `open(0).read()` closes fd 0 when the file is collected.
@@ -138,7 +142,7 @@ def _harness():
     except BaseException as error:
         kind, message = describe(error)
         door({"op": "compile_error", "kind": kind, "message": message, "in": "program"})
-        return
+        quit_now(0)
     tests = None
     if mode == "assert":
         try:
@@ -146,12 +150,12 @@ def _harness():
         except BaseException as error:
             kind, message = describe(error)
             door({"op": "compile_error", "kind": kind, "message": message, "in": "tests"})
-            return
+            quit_now(0)
 
     while True:
         case = door({"op": "next"})
         if case.get("done"):
-            return
+            quit_now(0)
         main = ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
         modules["__main__"] = main
@@ -199,7 +203,7 @@ def _harness():
             result["restart"] = True
         door(result)
         if not intact:
-            return
+            quit_now(0)
 
 
 _harness()

@@ -1,9 +1,14 @@
 //! Running one program against many test cases in one interpreter.
 //!
-//! [`Sandbox::run_cases`] starts the guest with the harness
-//! (`sandboxes/harness/harness.py`) as its `-c` program. The harness asks the
-//! host for the program, compiles it once, and then asks for one case at a
-//! time through the door ([`super::door`]). This module is the host's side of
+//! [`Sandbox::run_cases`] starts the guest with a small bootstrap as its
+//! `-c` program, which fetches the harness (`sandboxes/harness/harness.py`)
+//! through the door ([`super::door`]) and runs it. Compiling the harness
+//! costs the guest ~22 M instructions (~7 ms), so the first bootstrap of a
+//! process compiles it, hands the host the marshalled code object and quits
+//! (an instance of its own, so that every case then runs in an interpreter
+//! in the same state, to the instruction), and later ones receive the code
+//! and only unmarshal it. The harness asks the host
+//! for the program, compiles it once, and then asks for one case at a time. This module is the host's side of
 //! that conversation, the [`Session`]: for each case it refills stdin, clears
 //! the captured output and arms a fresh CPU (fuel) and wall-clock budget, so
 //! every case has the limits it would have in a process of its own, without
@@ -14,7 +19,7 @@
 //! instance that ran other cases first is run again in a fresh one, so heap
 //! left over from earlier cases never decides its verdict.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,8 +31,24 @@ use super::run::{epoch_ticks, Deadline, Launch};
 use super::streams::{Output, StdinPipe};
 use super::{Sandbox, SandboxError};
 
-/// The guest-side harness, run as `python -c`.
+/// The guest-side harness.
 pub const HARNESS: &str = include_str!("../../../sandboxes/harness/harness.py");
+
+/// The guest's `-c` program: get the harness compiled (`M` + marshal bytes)
+/// and run it, or get its source (`S` + text), compile it, give the host the
+/// code, and quit. Only this code runs before the harness's `start`, so only
+/// it can hand the host a compiled harness.
+const BOOTSTRAP: &str = "\
+import _host, marshal, os
+r = _host.call(b'{\"op\":\"harness\"}')
+if r[:1] == b'S':
+    _host.call(b'harness_code\\n' + marshal.dumps(compile(r[1:], '<harness>', 'exec', dont_inherit=True)))
+    os._exit(0)
+exec(marshal.loads(r[1:]))
+";
+
+/// How the bootstrap's frame with the compiled harness starts.
+const HARNESS_CODE_TAG: &[u8] = b"harness_code\n";
 
 /// A program and how its cases call it.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +165,8 @@ pub struct CasesRun {
     pub compile_error: Option<CompileError>,
     /// One entry per case, `None` for cases not run (after a stop).
     pub cases: Vec<Option<CaseRun>>,
-    /// Interpreter instances started.
+    /// Interpreters that ran the harness (not counting the one a process
+    /// starts once to compile it).
     pub instances: u32,
     /// Wall time of the whole run.
     pub elapsed: Duration,
@@ -180,6 +202,9 @@ impl Sandbox {
             output: output.clone(),
             stdin: stdin.clone(),
             deadline: deadline.clone(),
+            harness_code: Arc::clone(&self.inner.harness_code),
+            started: false,
+            compiled_harness: false,
             current: None,
             next: 0,
             first_in_instance: None,
@@ -190,12 +215,11 @@ impl Sandbox {
         };
         let mut instances = 0;
         while !session.stopped && session.next < total {
-            instances += 1;
             output.reset();
             stdin.refill(Bytes::new());
             deadline.reset(limits.wall);
             let finished = self.run_instance(Launch {
-                source: HARNESS,
+                source: BOOTSTRAP,
                 stdin: stdin.clone(),
                 output: output.clone(),
                 limits,
@@ -205,7 +229,9 @@ impl Sandbox {
             session = finished
                 .session
                 .expect("the store hands back the session it was given");
-            session.instance_ended(finished.outcome, limits.fuel.saturating_sub(finished.fuel_left));
+            if session.instance_ended(finished.outcome, limits.fuel.saturating_sub(finished.fuel_left)) {
+                instances += 1;
+            }
         }
         Ok(CasesRun {
             compile_error: session.compile_error,
@@ -231,6 +257,13 @@ pub(crate) struct Session {
     output: Output,
     stdin: StdinPipe,
     deadline: Deadline,
+    /// The sandbox's compiled harness, once a bootstrap has handed it over.
+    harness_code: Arc<OnceLock<Vec<u8>>>,
+    /// This instance's harness has asked for the program: from now on the
+    /// program's code may run, and the bootstrap frames are refused.
+    started: bool,
+    /// This instance's bootstrap compiled the harness (and then quits).
+    compiled_harness: bool,
     /// The case running now, between its `next` and its `result`.
     current: Option<usize>,
     /// The next case to hand out.
@@ -263,6 +296,7 @@ pub(crate) struct Arm {
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Request {
+    Harness,
     Start,
     CompileError {
         kind: String,
@@ -311,13 +345,34 @@ impl Session {
     /// when the frame arrived. An `Err` is a frame that breaks the protocol
     /// (the door answers a fault and nothing changes).
     pub(crate) fn answer(&mut self, frame: &[u8], fuel_left: u64) -> Result<Reply, String> {
-        let request: Request = serde_json::from_slice(frame).map_err(|e| e.to_string())?;
         let reply = |value: serde_json::Value| Reply {
             bytes: value.to_string().into_bytes(),
             arm: None,
         };
+        if let Some(code) = frame.strip_prefix(HARNESS_CODE_TAG) {
+            if self.started {
+                return Err("harness code after start".into());
+            }
+            // A concurrent bootstrap may have been first; both compiled the
+            // same source in the same guest.
+            let _ = self.harness_code.set(code.to_vec());
+            self.compiled_harness = true;
+            return Ok(reply(json!({})));
+        }
+        let request: Request = serde_json::from_slice(frame).map_err(|e| e.to_string())?;
         match request {
+            Request::Harness => {
+                if self.started {
+                    return Err("harness requested after start".into());
+                }
+                let bytes = match self.harness_code.get() {
+                    Some(code) => [b"M".as_slice(), code].concat(),
+                    None => [b"S".as_slice(), HARNESS.as_bytes()].concat(),
+                };
+                Ok(Reply { bytes, arm: None })
+            }
             Request::Start => {
+                self.started = true;
                 let job = &self.job;
                 Ok(reply(match &job.program.mode {
                     Mode::Stdio => json!({"mode": "stdio", "source": job.program.source}),
@@ -395,14 +450,19 @@ impl Session {
     /// with the instance's outcome (or runs again in a fresh instance, see
     /// the module docs); an instance that stopped between cases with cases
     /// left charges its outcome to the next one, so every instance makes
-    /// progress.
-    fn instance_ended(&mut self, outcome: Outcome, fuel_used: u64) {
+    /// progress (the one that compiled the harness made its own). Returns
+    /// false for that harness-compiling instance.
+    fn instance_ended(&mut self, outcome: Outcome, fuel_used: u64) -> bool {
         let first = self.first_in_instance.take();
+        self.started = false;
+        if std::mem::take(&mut self.compiled_harness) && self.current.is_none() {
+            return false;
+        }
         let restart = std::mem::take(&mut self.restart);
         if let Some(k) = self.current.take() {
             if outcome == Outcome::MemoryLimit && first != Some(k) {
                 self.next = k;
-                return;
+                return true;
             }
             self.record(k, CaseEnd::from_outcome(outcome), fuel_used);
         } else if !restart && !self.stopped && self.next < self.job.cases.len() {
@@ -417,6 +477,7 @@ impl Session {
             };
             self.record(k, end, fuel_used);
         }
+        true
     }
 }
 
@@ -835,7 +896,9 @@ mod tests {
         let program = stdio(
             "import _host\n\
              try:\n    _host.call(b'not json')\nexcept OSError as e:\n    print('refused', e)\n\
-             try:\n    _host.call(b'{\"op\": \"next\"}')\nexcept OSError:\n    print('next refused')\n",
+             try:\n    _host.call(b'{\"op\": \"next\"}')\nexcept OSError:\n    print('next refused')\n\
+             for frame in [b'harness_code\\nxx', b'{\"op\": \"harness\"}']:\n\
+             \x20   try:\n        _host.call(frame)\n    except OSError:\n        print('boot refused')\n",
         );
         let Some(run) = run_job(program, inputs(&[""]), &small(), always()) else {
             return;
@@ -843,5 +906,6 @@ mod tests {
         let text = out(case(&run, 0));
         assert!(text.starts_with("refused"), "{text}");
         assert!(text.contains("next refused"), "{text}");
+        assert_eq!(text.matches("boot refused").count(), 2, "{text}");
     }
 }

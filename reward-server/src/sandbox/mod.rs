@@ -29,11 +29,13 @@ pub use run::RunResult;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstancePre, Module};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Module, PoolingAllocationConfig,
+};
 
 use run::GuestState;
 
@@ -67,6 +69,21 @@ const MAX_WASM_STACK: usize = 8 << 20;
 /// Native stack of the fiber a guest call runs on: the wasm stack plus 2 MiB
 /// for the WASI host functions it calls into.
 const ASYNC_STACK: usize = MAX_WASM_STACK + (2 << 20);
+
+/// Instance slots in the pooling allocator: the most guests that can run at
+/// once (runs beyond it wait for a slot).
+const POOL_SLOTS: u32 = 64;
+/// Room for one instance's own state (its `vmctx`): the snapshot needs
+/// 1.5 MB, over the 1 MiB default.
+const MAX_INSTANCE_BYTES: usize = 4 << 20;
+/// Largest linear memory a guest may grow to (wasm32's whole 4 GiB).
+const MAX_MEMORY_BYTES: usize = 1 << 32;
+/// Bytes of each memory slot kept resident between runs and reset by copying
+/// back only the pages the last run dirtied: the 40 MiB snapshot heap and
+/// some room.
+const MEMORY_KEEP_RESIDENT: usize = 64 << 20;
+/// The same for the table (47,157 entries of 8 bytes).
+const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 
 /// How often the ticker thread advances the engine's epoch. The wall-clock
 /// backstop is counted in these ticks, so it is accurate to about one tick.
@@ -153,6 +170,11 @@ struct Inner {
     engine: Engine,
     pre: InstancePre<GuestState>,
     stdlib_dir: PathBuf,
+    /// The test harness compiled by the guest (marshal bytes), filled by the
+    /// first run of [`Sandbox::run_cases`]; see `cases`.
+    harness_code: Arc<OnceLock<Vec<u8>>>,
+    /// Free instance slots of the pooling allocator; a run waits for one.
+    slots: Slots,
     /// Dropping this ends the ticker thread (its `recv_timeout` sees the
     /// channel disconnect).
     _ticker: mpsc::Sender<()>,
@@ -191,6 +213,8 @@ impl Sandbox {
                 engine,
                 pre,
                 stdlib_dir,
+                harness_code: Arc::default(),
+                slots: Slots::new(POOL_SLOTS),
                 _ticker: ticker,
             }),
         })
@@ -218,12 +242,18 @@ fn engine_config() -> Config {
     // on by default with the `gc` feature, set here so a default change
     // cannot silently reject the module.
     config.wasm_exceptions(true);
-    // The pooling allocator is not used: the default on-demand allocator
-    // already instantiates the 40 MiB snapshot heap copy-on-write from the
-    // module's memory image (~0.2 ms measured), and pooling would need slots
-    // sized for a 47,157-entry table and a 1 GiB memory per concurrent run.
-    // Revisit when the batch runner lands and instantiation shows up in
-    // profiles.
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(POOL_SLOTS)
+        .total_memories(POOL_SLOTS)
+        .total_tables(POOL_SLOTS)
+        .total_stacks(POOL_SLOTS)
+        .max_core_instance_size(MAX_INSTANCE_BYTES)
+        .max_memory_size(MAX_MEMORY_BYTES)
+        .table_elements(run::MAX_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
@@ -279,7 +309,33 @@ fn load_module(engine: &Engine, wasm: &Path, cache: &Path) -> Result<Module, San
     };
     std::fs::write(&tmp, &serialized).map_err(io_error)?;
     std::fs::rename(&tmp, cache).map_err(io_error)?;
+    remove_stale_caches(cache);
     Ok(module)
+}
+
+/// Deletes the compiled modules of other wasmtime versions, guests or engine
+/// settings next to `cache` (about 350 MB each): only the current one can
+/// ever load again.
+fn remove_stale_caches(cache: &Path) {
+    let (Some(dir), Some(keep)) = (cache.parent(), cache.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        if name != keep && text.starts_with("compiled-") && text.ends_with(".cwasm") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!("removed stale compiled module {}", entry.path().display()),
+                Err(e) => tracing::warn!(
+                    "could not remove stale compiled module {}: {e}",
+                    entry.path().display()
+                ),
+            }
+        }
+    }
 }
 
 #[allow(unsafe_code)]
@@ -291,6 +347,48 @@ fn deserialize_cached(engine: &Engine, cache: &Path) -> wasmtime::Result<Module>
     // hash; wasmtime also checks its own version and the engine settings in
     // the file's header and refuses a mismatch (then we recompile).
     unsafe { Module::deserialize_file(engine, cache) }
+}
+
+/// A counting semaphore over the pooling allocator's instance slots, so that
+/// more concurrent runs than slots wait instead of failing to instantiate.
+struct Slots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+/// One taken slot; dropping it frees the slot.
+pub(crate) struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(count: u32) -> Slots {
+        Slots {
+            free: Mutex::new(count),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+impl Sandbox {
+    /// Waits for a free instance slot.
+    pub(crate) fn take_slot(&self) -> Slot<'_> {
+        self.inner.slots.take()
+    }
 }
 
 /// Starts the thread that advances the epoch every [`EPOCH_TICK`]; it ends
@@ -344,6 +442,50 @@ mod tests {
         );
         let message = error.to_string();
         assert!(message.contains("make fetch-guest"), "{message}");
+    }
+
+    #[test]
+    fn stale_compiled_modules_are_removed() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let current = dir.path().join("compiled-48.0.8-aaaa-0001.cwasm");
+        for name in [
+            "compiled-48.0.8-aaaa-0002.cwasm",
+            "compiled-47.0.0-bbbb-0001.cwasm",
+            "python-snapshot.wasm",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::write(&current, b"x").unwrap();
+        remove_stale_caches(&current);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["compiled-48.0.8-aaaa-0001.cwasm", "python-snapshot.wasm"]);
+    }
+
+    #[test]
+    fn a_run_waits_for_a_free_slot() {
+        let slots = Arc::new(Slots::new(1));
+        let held = slots.take();
+        let (tx, rx) = mpsc::channel();
+        let waiter = {
+            let slots = Arc::clone(&slots);
+            thread::spawn(move || {
+                let _slot = slots.take();
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a second run got the only slot"
+        );
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the freed slot goes to the waiting run");
+        waiter.join().unwrap();
+        assert_eq!(*slots.free.lock().unwrap(), 1);
     }
 
     #[test]

@@ -39,7 +39,7 @@ const RANDOM_SEED: u64 = 0x5eed_c0de;
 
 /// Largest table the guest may have. The snapshot's one table is fixed at
 /// 47,157 entries (min = max); this leaves room and nothing more.
-const MAX_TABLE_ELEMENTS: usize = 1 << 16;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 16;
 
 /// The result of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +230,8 @@ impl Sandbox {
                 SandboxError::wasmtime(&format!("preopening {}", self.inner.stdlib_dir.display()), e)
             })?;
 
+        // Held until the store (and its pool slot) is dropped, below.
+        let slot = self.take_slot();
         let state = GuestState {
             wasi: wasi.build_p1(),
             limiter: GuestLimiter {
@@ -279,10 +281,12 @@ impl Sandbox {
             memory_refused: store.data().limiter.memory_refused,
             output_overflowed: output.overflowed(),
         });
+        let session = store.into_data().session;
+        drop(slot);
         Ok(Finished {
             outcome,
             fuel_left,
-            session: store.into_data().session,
+            session,
         })
     }
 }
