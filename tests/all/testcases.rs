@@ -1,4 +1,5 @@
-//! Every line of `testcases/math/*.jsonl` gets its expected verdict and reward.
+//! The shipped test data: every line of `testcases/math/*.jsonl` gets its
+//! expected verdict and reward, and every program in `testcases/code/` its own.
 
 use reward_server::{grade_batch, Input};
 
@@ -52,6 +53,106 @@ fn math_testcases_get_their_expected_verdicts() {
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
+        failures.len(),
+        inputs.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every problem in `testcases/code/`: its reference solution passes every
+/// test, and each wrong solution fails with the verdict `problem.json`
+/// gives it. All programs are graded in one parallel batch, through the
+/// same path as `reward-server grade`.
+#[test]
+fn code_testcases_references_pass_and_wrong_solutions_fail() {
+    if !crate::util::have_guest() {
+        return;
+    }
+    let dir = root().join("testcases/code");
+    let mut problems: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    problems.sort();
+    assert!(problems.len() >= 40, "only {} code problems", problems.len());
+
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    let mut formats = std::collections::BTreeMap::<String, usize>::new();
+    for problem in &problems {
+        let name = problem.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(problem.join("problem.json"))
+            .unwrap_or_else(|e| panic!("{name}/problem.json: {e}"));
+        let spec: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}/problem.json: {e}"));
+        *formats
+            .entry(spec["tests"]["type"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        let wrong = spec["wrong"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: no `wrong` map"));
+        let mut files: Vec<String> = std::fs::read_dir(problem)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with("wrong_") && f.ends_with(".py"))
+            .collect();
+        files.sort();
+        let listed: Vec<&String> = wrong.keys().collect();
+        assert_eq!(
+            files.iter().collect::<Vec<_>>(),
+            listed,
+            "{name}: wrong_*.py files and `wrong` differ"
+        );
+        assert!(!files.is_empty(), "{name}: no wrong solution");
+
+        let mut solutions = vec![("reference.py".to_string(), "correct".to_string())];
+        solutions.extend(
+            wrong
+                .iter()
+                .map(|(f, v)| (f.clone(), v.as_str().unwrap().to_string())),
+        );
+        for (file, verdict) in solutions {
+            let code =
+                std::fs::read_to_string(problem.join(&file)).unwrap_or_else(|e| panic!("{name}/{file}: {e}"));
+            let mut item = serde_json::json!({
+                "id": format!("{name}/{file}"),
+                "task": "code",
+                "response": format!("My solution:\n```python\n{code}\n```\n"),
+                "tests": spec["tests"],
+            });
+            for key in ["time_limit_s", "memory_limit_mb"] {
+                if !spec[key].is_null() {
+                    item[key] = spec[key].clone();
+                }
+            }
+            inputs.push(Input::from_value(item, &format!("{name}/{file}")));
+            expected.push((format!("{name}/{file}"), verdict));
+        }
+    }
+    assert!(
+        formats.values().all(|&n| n >= 5),
+        "too few problems of some format: {formats:?}"
+    );
+
+    let results = grade_batch(&inputs);
+    let failures: Vec<String> = results
+        .iter()
+        .zip(&expected)
+        .filter(|(r, (_, verdict))| r.verdict.as_str() != verdict)
+        .map(|(r, (place, verdict))| {
+            format!(
+                "{place}: expected {verdict}, got {} ({}/{} passed, error {:?})",
+                r.verdict.as_str(),
+                r.passed,
+                r.total,
+                r.error
+            )
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} programs got the wrong verdict:\n{}",
         failures.len(),
         inputs.len(),
         failures.join("\n")

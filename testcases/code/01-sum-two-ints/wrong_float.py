@@ -1,0 +1,4 @@
+import sys
+
+a, b = map(float, sys.stdin.read().split())
+print(int(a + b))

@@ -1,0 +1,3 @@
+n = int(input())
+for width in range(1, n + 1, 2):
+    print("*" * width)

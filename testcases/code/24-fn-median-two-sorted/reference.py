@@ -1,0 +1,9 @@
+import heapq
+
+
+def median_sorted(a, b):
+    merged = list(heapq.merge(a, b))
+    n = len(merged)
+    if n % 2:
+        return float(merged[n // 2])
+    return (merged[n // 2 - 1] + merged[n // 2]) / 2

@@ -1,0 +1,6 @@
+import heapq
+
+
+class Solution:
+    def merge_k_lists(self, lists):
+        return list(heapq.merge(*lists))

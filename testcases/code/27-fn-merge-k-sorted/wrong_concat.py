@@ -1,0 +1,6 @@
+class Solution:
+    def merge_k_lists(self, lists):
+        out = []
+        for lst in lists:
+            out.extend(lst)
+        return out

@@ -1,0 +1,2 @@
+def longest_unique(s):
+    return len(set(s))

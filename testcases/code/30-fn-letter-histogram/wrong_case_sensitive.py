@@ -1,0 +1,6 @@
+def letter_histogram(text):
+    counts = {}
+    for ch in text:
+        if ch.isalpha():
+            counts[ch] = counts.get(ch, 0) + 1
+    return counts

@@ -1,0 +1,3 @@
+def is_palindrome(s: str) -> bool:
+    s = s.lower()
+    return s == s[::-1]
