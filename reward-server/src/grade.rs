@@ -147,14 +147,15 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
             r
         }
         Task::Code => {
-            let outcome = match (
-                &item.tests,
-                code::item_limits(item.time_limit_s, item.memory_limit_mb),
-            ) {
-                (None, _) => Err("code items need a `tests` field".to_string()),
-                (_, Err(e)) => Err(e),
-                (Some(tests), Ok(limits)) => code::shared_sandbox_or_error()
-                    .map(|sandbox| code::verify(sandbox, &item.response, tests, &limits, item.all_cases)),
+            let outcome = match &item.tests {
+                None => Err("code items need a `tests` field".to_string()),
+                Some(tests) => Ok(code::workers::verify_item(&code::workers::Job {
+                    response: &item.response,
+                    tests,
+                    time_limit_s: item.time_limit_s,
+                    memory_limit_mb: item.memory_limit_mb,
+                    all_cases: item.all_cases,
+                })),
             };
             match outcome {
                 Ok(out) => {

@@ -45,6 +45,9 @@ enum Command {
     /// did not, 2 on a usage error, 3 when a file could not be read or the sandbox
     /// is unavailable.
     Run(RunArgs),
+    /// Internal: verify code items sent by `grade` on stdin, one JSON job per line.
+    #[command(name = "sandbox-worker", hide = true)]
+    SandboxWorker,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,13 @@ fn main() -> ExitCode {
         Command::Grade(args) => match run_grade(args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(&e, 1),
+        },
+        Command::SandboxWorker => match reward_server::code::workers::serve_worker() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: sandbox worker: {e}");
+                ExitCode::FAILURE
+            }
         },
         Command::Run(args) => match run_program(args) {
             Ok(report) if report.ok() => ExitCode::SUCCESS,

@@ -221,3 +221,54 @@ fn grades_code_items_in_all_three_formats() {
         .unwrap()
         .contains("unknown variant `interactive`"));
 }
+
+/// Code items graded in worker processes (the default) and in-process get
+/// the same results.
+#[test]
+fn worker_processes_and_in_process_grading_agree() {
+    if !have_guest() {
+        return;
+    }
+    let mut input = String::new();
+    for (k, code) in [
+        "print(int(input()) * 2)",
+        "print(int(input()) + 2)",
+        "import sys; sys.exit(3)",
+        "while True: pass",
+        "print(",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let item = serde_json::json!({
+            "id": k, "task": "code", "time_limit_s": 0.5,
+            "response": format!("```python\n{code}\n```"),
+            "tests": {"type": "stdio", "cases": [{"input": "2\n", "output": "4"}, {"input": "5\n", "output": "10"}]},
+        });
+        input.push_str(&format!("{item}\n"));
+    }
+    let strip = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        jsonl(&out.stdout)
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("elapsed_ms");
+                r
+            })
+            .collect()
+    };
+    let workers = strip(&run(&["grade", "-", "--threads", "2"], &input));
+    let in_process = strip(&run(&["grade", "-", "--threads", "2", "--in-process"], &input));
+    assert_eq!(workers, in_process);
+    let verdicts: Vec<&str> = workers.iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    assert_eq!(
+        verdicts,
+        [
+            "correct",
+            "wrong_answer",
+            "runtime_error",
+            "time_limit",
+            "runtime_error"
+        ]
+    );
+}

@@ -13,6 +13,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{io_err, CliError};
+use crate::code::workers;
 use crate::grade::{grade_batch, Input};
 use crate::summary::{Summary, Tally};
 
@@ -39,6 +40,10 @@ pub struct GradeArgs {
     /// Never draw the progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// Run code items on this process's threads instead of in one sandbox
+    /// worker process per thread (which scales better over cores).
+    #[arg(long)]
+    pub in_process: bool,
 }
 
 /// Runs `grade` and returns its summary (already printed to stderr).
@@ -74,9 +79,19 @@ pub fn run_grade(args: &GradeArgs) -> Result<Summary, CliError> {
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start worker threads: {e}")))?;
+    if !args.in_process {
+        match std::env::current_exe() {
+            Ok(exe) => workers::use_worker_processes(exe, pool.current_num_threads()),
+            Err(e) => {
+                tracing::warn!("grading code items in this process: cannot find this program's binary: {e}")
+            }
+        }
+    }
     let progress = progress_bar(total_bytes, args.no_progress);
     let started = Instant::now();
-    let tally = pool.install(|| grade_stream(reader, writer, &progress, &args.input, &out_path))?;
+    let tally = pool.install(|| grade_stream(reader, writer, &progress, &args.input, &out_path));
+    workers::stop_worker_processes();
+    let tally = tally?;
     progress.finish_and_clear();
     let summary = tally.summary(&args.k);
     let secs = started.elapsed().as_secs_f64();

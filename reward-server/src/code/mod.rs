@@ -9,10 +9,13 @@
 //!
 //! The run stops at the first failing case (binary reward) unless the item
 //! sets `all_cases`, which reports `passed`/`total` over all of them.
+//! [`workers`] runs verifications in worker processes, which is how the
+//! `grade` command scales over cores.
 
 pub mod compare;
 pub mod extract;
 pub mod value;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
