@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 
-.PHONY: test fetch-guest grade-example build release lint fmt fuzz bench-math diff-math clean
+.PHONY: test fetch-guest grade-example build release lint fmt fuzz bench-math bench-code diff-math clean
 
 ## Run every test: unit tests, the sandbox tests (which need the guest, so
 ## fetch it first), the end-to-end tests and the math test cases.
@@ -45,6 +45,10 @@ fuzz:
 ## Benchmark against math-verify (makes its own venv under bench/.venv).
 bench-math:
 	bench/math_bench.sh
+
+## Benchmark code grading against a native CPython process pool (bench/code_bench.py).
+bench-code:
+	bench/code_bench.sh
 
 ## Differential check against math-verify; report in bench/out/diff.md.
 diff-math:
