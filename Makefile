@@ -4,12 +4,18 @@
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 
-.PHONY: test fetch-guest grade-example build release lint fmt fuzz bench-math bench-code diff-math clean
+.PHONY: test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code diff-math clean
 
 ## Run every test: unit tests, the sandbox tests (which need the guest, so
 ## fetch it first), the end-to-end tests and the math test cases.
 test: fetch-guest
 	$(CARGO) test --workspace --locked
+	REWARD_SERVER_BIN=$(or $(CARGO_TARGET_DIR),target)/debug/reward-server python3 -m unittest discover -s clients/python/tests
+
+## Serve rewards over HTTP on 127.0.0.1:8080 (release build; Ctrl-C stops it).
+serve: fetch-guest
+	$(CARGO) build --release --locked -p reward-server
+	$(BIN) serve
 
 ## Download and verify the pinned CPython-for-WASI guest into
 ## $(SANDBOX_GUEST_DIR) (default target/sandbox-guest); a no-op once there.

@@ -19,6 +19,7 @@ pub mod code;
 pub mod grade;
 pub mod math;
 pub mod sandbox;
+pub mod serve;
 pub mod summary;
 
 pub use api::{GradeResult, Item, Verdict};

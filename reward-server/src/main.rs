@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reward_server::cli::{run_grade, run_program, CliError, GradeArgs, RunArgs};
+use reward_server::serve::{run_serve, ServeArgs};
 
 /// Verifiable rewards for RL: checks math answers against the gold answer and runs programs against tests.
 #[derive(Parser)]
@@ -45,6 +46,13 @@ enum Command {
     /// did not, 2 on a usage error, 3 when a file could not be read or the sandbox
     /// is unavailable.
     Run(RunArgs),
+    /// Serve rewards over HTTP: POST /v1/reward, GET /healthz, /metrics, /openapi.json.
+    ///
+    /// POST /v1/reward takes {"items": [ITEM, ...]} (the items of `grade`) and answers
+    /// {"results": [RESULT, ...]} in the same order. Prints
+    /// "reward-server: listening on http://ADDR" on stderr when ready; SIGTERM or SIGINT
+    /// finishes in-flight requests and exits 0.
+    Serve(ServeArgs),
     /// Internal: verify code items sent by `grade` on stdin, one JSON job per line.
     #[command(name = "sandbox-worker", hide = true)]
     SandboxWorker,
@@ -71,6 +79,10 @@ fn main() -> ExitCode {
                 eprintln!("error: sandbox worker: {e}");
                 ExitCode::FAILURE
             }
+        },
+        Command::Serve(args) => match run_serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, 1),
         },
         Command::Run(args) => match run_program(args) {
             Ok(report) if report.ok() => ExitCode::SUCCESS,

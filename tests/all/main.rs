@@ -2,6 +2,8 @@
 //! `reward-server` executable and the data in `testcases/`.
 
 mod cli;
+mod http;
 mod run;
+mod serve;
 mod testcases;
 mod util;

@@ -1,5 +1,6 @@
-//! The wire types shared by the `grade` CLI and (later) the HTTP API: one
-//! [`Item`] in, one [`GradeResult`] out, with a [`Verdict`].
+//! The wire types shared by the `grade` CLI and the HTTP API (`serve`): one
+//! [`Item`] in, one [`GradeResult`] out, with a [`Verdict`]. They derive
+//! `utoipa::ToSchema`, so the served OpenAPI document is generated from them.
 //!
 //! Unknown fields in an item are ignored, so trainers can pass their own
 //! bookkeeping through. `id` and `problem_id` may be strings or integers and
@@ -11,7 +12,9 @@ use crate::code::CodeTests;
 use crate::math::ExtractMode;
 
 /// The outcome of grading one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The answer is right (reward 1).
@@ -61,7 +64,7 @@ impl Verdict {
 }
 
 /// An item or problem identifier: a string or an integer, echoed back as given.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Id {
     /// A string id.
@@ -71,7 +74,7 @@ pub enum Id {
 }
 
 /// Which verifier an item goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     /// A final answer compared with `answer`.
@@ -81,7 +84,7 @@ pub enum Task {
 }
 
 /// One thing to grade.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Item {
     /// Echoed in the result.
     #[serde(default)]
@@ -99,7 +102,7 @@ pub struct Item {
     /// How the answer is found in `response` (math items); `lenient` by default.
     #[serde(default)]
     pub extract: Option<ExtractMode>,
-    /// The tests the program must pass (code items); only `{"type": "stdio", "cases": [...]}` so far.
+    /// The tests the program must pass (code items): `stdio`, `function` or `assert`.
     #[serde(default)]
     pub tests: Option<CodeTests>,
     /// CPU budget per test case in seconds (code items); 6 by default.
@@ -114,7 +117,7 @@ pub struct Item {
 }
 
 /// The grade of one item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GradeResult {
     /// The item's `id`, or null.
     pub id: Option<Id>,

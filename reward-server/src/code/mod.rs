@@ -34,7 +34,7 @@ pub const MAX_MEMORY_LIMIT_MB: u64 = 4096;
 const STDERR_TAIL: usize = 2000;
 
 /// The tests of a code item, by format (the `type` field).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum CodeTests {
     /// Standard input in, standard output compared ([`compare`]).
@@ -61,7 +61,7 @@ pub enum CodeTests {
 }
 
 /// One case: an input and the expected output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IoCase {
     /// Standard input (`stdio`) or the arguments (`function`).
     pub input: String,

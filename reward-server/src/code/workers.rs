@@ -102,6 +102,15 @@ pub fn stop_worker_processes() {
     }
 }
 
+/// Worker processes busy with a job now (0 when jobs run in this process).
+pub fn busy_workers() -> usize {
+    let workers = WORKERS.read().unwrap_or_else(PoisonError::into_inner).clone();
+    workers.map_or(0, |w| {
+        let pool = w.lock();
+        pool.running - pool.idle.len()
+    })
+}
+
 /// Verifies `job` in a worker process when they are set up, else here.
 pub fn verify_item(job: &Job<'_>) -> CodeOutcome {
     let workers = WORKERS.read().unwrap_or_else(PoisonError::into_inner).clone();

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How the answer is found in a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtractMode {
     /// Boxed, else an answer phrase, else the last math span, else the last number.
