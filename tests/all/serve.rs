@@ -304,3 +304,54 @@ fn openapi_describes_the_api_types() {
     let verdicts = &doc["components"]["schemas"]["Verdict"]["enum"];
     assert_eq!(verdicts.as_array().unwrap().len(), 8, "{verdicts}");
 }
+
+/// SandboxFusion's `/run_code`, called the way verl's `sandbox_fusion`
+/// reward calls it.
+#[test]
+fn run_code_answers_like_sandbox_fusion() {
+    if !have_guest() {
+        return;
+    }
+    let server = Server::start(&["--workers", "2"]);
+    let run = |code: &str, stdin: &str, language: &str, timeout: f64| {
+        post_json(
+            server.addr,
+            "/run_code",
+            &json!({
+                "compile_timeout": timeout, "run_timeout": timeout, "code": code, "stdin": stdin,
+                "memory_limit_MB": 1024, "language": language, "files": {}, "fetch_files": [],
+            }),
+        )
+    };
+    let ok = run("print(int(input()) * 2)", "21\n", "python", 10.0);
+    assert_eq!(ok.status, 200);
+    let body = ok.json();
+    assert_eq!(body["status"], "Success", "{body}");
+    assert_eq!(body["run_result"]["status"], "Finished");
+    assert_eq!(body["run_result"]["return_code"], 0);
+    assert_eq!(body["run_result"]["stdout"], "42\n");
+    assert!(body["compile_result"].is_null());
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+
+    let raised = run("raise ValueError('x')", "", "python", 10.0).json();
+    assert_eq!(raised["status"], "Failed");
+    assert_eq!(raised["run_result"]["return_code"], 1);
+    assert!(raised["run_result"]["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("ValueError"));
+
+    let slow = run("while True: pass", "", "python", 0.5).json();
+    assert_eq!(slow["status"], "Failed");
+    assert_eq!(slow["run_result"]["status"], "TimeLimitExceeded");
+
+    let cpp = run("int main() {}", "", "cpp", 10.0);
+    assert_eq!(cpp.status, 200);
+    assert_eq!(cpp.json()["status"], "SandboxError");
+    assert!(cpp.json()["message"].as_str().unwrap().contains("not supported"));
+
+    let unknown = run("print(1)", "", "python3", 10.0);
+    assert_eq!(unknown.status, 422);
+    assert_eq!(unknown.json()["detail"][0]["loc"], json!(["body", "language"]));
+}

@@ -1,4 +1,7 @@
-//! `reward-server serve`: the HTTP reward service (axum on tokio).
+//! `reward-server serve`: the HTTP reward service (axum on tokio):
+//! `POST /v1/reward` ([`reward`]), SandboxFusion's `POST /run_code`
+//! ([`run_code`], [`sandbox_fusion`]), `/healthz`, `/metrics` ([`metrics`])
+//! and `/openapi.json` ([`openapi`]).
 //!
 //! Requests are answered on tokio's threads; grading runs on a rayon pool of
 //! `--workers` threads (and code items in one sandbox worker process per
@@ -16,6 +19,8 @@
 pub mod metrics;
 pub mod openapi;
 pub mod reward;
+pub mod run_code;
+pub mod sandbox_fusion;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,6 +110,7 @@ pub(crate) fn overloaded() -> Response {
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/reward", post(reward::reward))
+        .route("/run_code", post(run_code::run_code))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi::serve))

@@ -17,7 +17,12 @@ use crate::math::ExtractMode;
         title = "reward-server",
         description = "Verifiable rewards for RL: math answers checked for equivalence, Python programs run against tests in a WebAssembly sandbox."
     ),
-    paths(super::reward::reward, super::healthz, super::metrics_text),
+    paths(
+        super::reward::reward,
+        super::run_code::run_code,
+        super::healthz,
+        super::metrics_text
+    ),
     components(schemas(
         RewardRequest,
         RewardResponse,
@@ -29,7 +34,10 @@ use crate::math::ExtractMode;
         Id,
         ExtractMode,
         CodeTests,
-        IoCase
+        IoCase,
+        super::sandbox_fusion::RunCodeRequest,
+        super::sandbox_fusion::RunCodeResponse,
+        super::sandbox_fusion::ValidationError
     ))
 )]
 pub struct ApiDoc;
