@@ -7,10 +7,10 @@
 //! process compiles it, hands the host the marshalled code object and quits
 //! (an instance of its own, so that every case then runs in an interpreter
 //! in the same state, to the instruction), and later ones receive the code
-//! and only unmarshal it. The harness asks the host
-//! for the program, compiles it once, and then asks for one case at a time. This module is the host's side of
-//! that conversation, the [`Session`]: for each case it refills stdin, clears
-//! the captured output and arms a fresh CPU (fuel) and wall-clock budget, so
+//! and only unmarshal it. The harness asks the host for the program, compiles
+//! it once, and then asks for one case at a time. This module is the host's
+//! side of that conversation, the [`Session`]: for each case it refills stdin,
+//! clears the captured output and arms a fresh CPU (fuel) and wall-clock budget, so
 //! every case has the limits it would have in a process of its own, without
 //! paying for the interpreter's start-up again.
 //!
