@@ -201,6 +201,13 @@ fn healthz_answers_fast_while_a_never_ending_program_runs() {
     }
     // One slow probe is tolerated on a loaded CI machine.
     assert!(slow.len() <= 1, "healthz slower than 100 ms: {slow:?}");
+    // The 3 s loop is still running in a sandbox worker.
+    let metrics = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains("reward_sandbox_busy 1") || metrics.contains("reward_sandbox_busy 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("reward_queue_depth 1"), "{metrics}");
     let answer = worker.join().unwrap();
     assert_eq!(verdicts(&answer.json()), ["time_limit", "time_limit"]);
 }

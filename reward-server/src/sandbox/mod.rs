@@ -137,13 +137,31 @@ impl Sandbox {
     /// time takes minutes; loading the cached module, ~10 ms). A failed load
     /// is remembered and its message returned to every caller.
     pub fn shared() -> Result<&'static Sandbox, String> {
-        static SHARED: OnceLock<Result<Sandbox, String>> = OnceLock::new();
         SHARED
             .get_or_init(|| Sandbox::load(&default_guest_dir()).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(Clone::clone)
     }
+
+    /// The shared sandbox if it is loaded already; never loads it.
+    pub fn shared_if_loaded() -> Option<&'static Sandbox> {
+        SHARED.get().and_then(|s| s.as_ref().ok())
+    }
+
+    /// Guest instances running now in this sandbox.
+    pub fn busy_instances(&self) -> usize {
+        let free = *self
+            .inner
+            .slots
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (POOL_SLOTS - free) as usize
+    }
 }
+
+/// The process-wide sandbox behind [`Sandbox::shared`].
+static SHARED: OnceLock<Result<Sandbox, String>> = OnceLock::new();
 
 /// The default guest directory: `$SANDBOX_GUEST_DIR`, else
 /// `target/sandbox-guest` under the workspace root (where `make fetch-guest`

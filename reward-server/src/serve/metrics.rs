@@ -55,7 +55,8 @@ pub(crate) struct Gauges {
     pub(crate) queue_depth: usize,
     /// The admission limit (`--queue`).
     pub(crate) queue_limit: usize,
-    /// Sandbox worker processes busy with a code item.
+    /// Sandbox worker processes busy with a code item, plus guests running
+    /// in this process (`/run_code`).
     pub(crate) sandbox_busy: usize,
 }
 
@@ -142,7 +143,7 @@ impl Metrics {
             ),
             (
                 "reward_sandbox_busy",
-                "Sandbox worker processes running a code item.",
+                "Sandboxes busy: worker processes running a code item, plus guests running in the server (/run_code).",
                 gauges.sandbox_busy,
             ),
         ] {

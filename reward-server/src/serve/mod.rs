@@ -37,6 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cli::CliError;
 use crate::code::workers;
+use crate::sandbox::Sandbox;
 use metrics::{Gauges, Metrics};
 use reward::ErrorBody;
 
@@ -130,7 +131,8 @@ pub(crate) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
     let gauges = Gauges {
         queue_depth: state.queue - state.admitted.available_permits(),
         queue_limit: state.queue,
-        sandbox_busy: workers::busy_workers(),
+        sandbox_busy: workers::busy_workers()
+            + Sandbox::shared_if_loaded().map_or(0, Sandbox::busy_instances),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
