@@ -891,6 +891,28 @@ mod tests {
         assert!(!out(case(&first, 0)).is_empty());
     }
 
+    /// A program that times itself sees the same time pass on every run:
+    /// the guest's clocks follow its fuel.
+    #[test]
+    fn clocks_follow_fuel_not_the_host() {
+        let program = stdio(
+            "import time\n\
+             t0, w0 = time.perf_counter(), time.time()\n\
+             n = 0\n\
+             while time.perf_counter() - t0 < 0.05:\n    n += 1\n\
+             print(n, round(time.time() - w0, 2), time.gmtime(w0).tm_year)\n",
+        );
+        let Some(first) = run_job(program.clone(), inputs(&[""]), &small(), always()) else {
+            return;
+        };
+        let second = run_job(program, inputs(&[""]), &small(), always()).expect("sandbox");
+        let text = out(case(&first, 0));
+        assert_eq!(text, out(case(&second, 0)), "the same count on every run");
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert!(fields[0].parse::<u64>().unwrap() > 1000, "{text}");
+        assert_eq!(&fields[1..], ["0.05", "2025"], "{text}");
+    }
+
     #[test]
     fn the_program_cannot_forge_door_frames() {
         let program = stdio(

@@ -72,6 +72,8 @@ pub(crate) async fn call(
     memory.write(&mut caller, out_len, &(n as u32).to_le_bytes())?;
     // Armed last, so the case's budget starts when its code does.
     if let Some(arm) = reply.arm {
+        let left = caller.get_fuel()?;
+        caller.data_mut().clock.rearm(left, arm.fuel);
         caller.set_fuel(arm.fuel)?;
         caller.as_context_mut().set_epoch_deadline(arm.epoch_ticks);
     }

@@ -17,6 +17,7 @@
 //! door (`door`); `streams` holds the in-memory stdin, stdout and stderr.
 
 pub mod cases;
+mod clock;
 mod door;
 pub mod limits;
 mod run;

