@@ -2,6 +2,7 @@
 //! `reward-server` executable and the data in `testcases/`.
 
 mod cli;
+mod client;
 mod http;
 mod run;
 mod serve;
