@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 
-.PHONY: test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code diff-math clean
+.PHONY: test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http diff-math clean
 
 ## Run every test: unit tests, the sandbox tests (which need the guest, so
 ## fetch it first), the end-to-end tests and the math test cases.
@@ -55,6 +55,10 @@ bench-math:
 ## Benchmark code grading against a native CPython process pool (bench/code_bench.py).
 bench-code:
 	bench/code_bench.sh
+
+## HTTP load benchmark of `reward-server serve` with oha (installed into bench/.tools).
+bench-http:
+	bench/http_bench.sh
 
 ## Differential check against math-verify; report in bench/out/diff.md.
 diff-math:
