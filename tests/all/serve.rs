@@ -362,3 +362,22 @@ fn run_code_answers_like_sandbox_fusion() {
     assert_eq!(unknown.status, 422);
     assert_eq!(unknown.json()["detail"][0]["loc"], json!(["body", "language"]));
 }
+
+/// A refused request with a large body still gets its 503, not a broken
+/// connection: the server reads and drops the body first.
+#[test]
+fn overload_answers_503_to_large_bodies_too() {
+    if !have_guest() {
+        return;
+    }
+    let server = Server::start(&["--workers", "1", "--queue", "1"]);
+    let addr = server.addr;
+    let slow = json!({"items": [code(0, "while True: pass", 0.5), code(1, "while True: pass", 0.5)]});
+    let holder = std::thread::spawn(move || post_json(addr, "/v1/reward", &slow));
+    std::thread::sleep(Duration::from_millis(300));
+    let big: Vec<Value> = (0..20).map(|k| math(k, &"x".repeat(200_000), "1")).collect();
+    let answer = post_json(addr, "/v1/reward", &json!({ "items": big }));
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert_eq!(holder.join().unwrap().status, 200);
+}

@@ -107,6 +107,24 @@ pub(crate) fn overloaded() -> Response {
     response
 }
 
+/// 503 with `Retry-After`, after reading and dropping the request body (up
+/// to `limit` bytes, never held in memory): a client still sending a large
+/// body would otherwise see a broken connection instead of the 503.
+pub(crate) async fn refuse_overloaded(body: axum::body::Body, limit: usize) -> Response {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            read += data.len();
+            if read > limit {
+                break;
+            }
+        }
+    }
+    overloaded()
+}
+
 /// The service's routes over `state`.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()

@@ -73,7 +73,7 @@ impl Drop for CancelOnDrop {
 )]
 pub(crate) async fn reward(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let Some(permit) = state.admit() else {
-        return super::overloaded();
+        return super::refuse_overloaded(request.into_body(), state.max_body).await;
     };
     let body = match read_body(request.into_body(), state.max_body).await {
         Ok(body) => body,

@@ -38,7 +38,7 @@ use crate::code::shared_sandbox_or_error;
 )]
 pub(crate) async fn run_code(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let Some(permit) = state.admit() else {
-        return super::overloaded();
+        return super::refuse_overloaded(request.into_body(), state.max_body).await;
     };
     let body = match read_body(request.into_body(), state.max_body).await {
         Ok(body) => body,
