@@ -272,7 +272,15 @@ fn the_servers_deadline_is_not_retried() {
     }
     let server = Server::start(&["--deadline-s", "0.2"]);
     let c = client(&[url(server.addr)]).build().unwrap();
-    match block_on(c.reward(&[spinning_item(0)])) {
+    // A 0.3 s budget can finish within the 0.2 s deadline on a fast
+    // machine (fuel runs faster than its calibrated rate): spin for 3 s.
+    let long = serde_json::from_value::<Item>(json!({
+        "task": "code", "time_limit_s": 3.0,
+        "response": "```python\nwhile True: pass\n```",
+        "tests": {"type": "stdio", "cases": [{"input": "", "output": "x"}]},
+    }))
+    .unwrap();
+    match block_on(c.reward(&[long])) {
         Err(ClientError::Deadline { message }) => assert!(message.contains("deadline"), "{message}"),
         other => panic!("{other:?}"),
     }
