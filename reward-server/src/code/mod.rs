@@ -69,8 +69,9 @@ pub struct IoCase {
     pub output: String,
 }
 
-/// What the code verifier decided.
-#[derive(Debug, Clone, PartialEq)]
+/// What the code verifier decided (also the wire form of a worker's answer,
+/// see [`workers`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodeOutcome {
     /// The verdict (`correct` only when every case passed).
     pub verdict: Verdict,
@@ -80,6 +81,18 @@ pub struct CodeOutcome {
     pub total: u32,
     /// Why the verdict is not `correct`.
     pub error: Option<String>,
+}
+
+impl CodeOutcome {
+    /// An `invalid` outcome (unusable tests, or a host failure), saying why.
+    pub fn invalid(why: String) -> CodeOutcome {
+        CodeOutcome {
+            verdict: Verdict::Invalid,
+            passed: 0,
+            total: 0,
+            error: Some(why),
+        }
+    }
 }
 
 /// The process-wide sandbox, or why it could not be loaded (for an
@@ -245,14 +258,7 @@ pub fn verify(
 ) -> CodeOutcome {
     let (mode, inputs, expected) = match plan(tests) {
         Ok(plan) => plan,
-        Err(why) => {
-            return CodeOutcome {
-                verdict: Verdict::Invalid,
-                passed: 0,
-                total: 0,
-                error: Some(why),
-            }
-        }
+        Err(why) => return CodeOutcome::invalid(why),
     };
     let total = u32::try_from(expected.len()).unwrap_or(u32::MAX);
     let done = |verdict, passed, error: Option<String>| CodeOutcome {

@@ -22,7 +22,6 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::{item_limits, shared_sandbox_or_error, verify, CodeOutcome, CodeTests};
-use crate::api::Verdict;
 
 /// The hidden subcommand that runs a worker.
 pub const WORKER_SUBCOMMAND: &str = "sandbox-worker";
@@ -53,30 +52,15 @@ struct OwnedJob {
     all_cases: bool,
 }
 
-/// A worker's answer: a [`CodeOutcome`].
-#[derive(Serialize, Deserialize)]
-struct Reply {
-    verdict: Verdict,
-    passed: u32,
-    total: u32,
-    error: Option<String>,
-}
-
 /// Verifies `job` in this process.
 pub fn verify_in_process(job: &Job<'_>) -> CodeOutcome {
-    let invalid = |why: String| CodeOutcome {
-        verdict: Verdict::Invalid,
-        passed: 0,
-        total: 0,
-        error: Some(why),
-    };
     let limits = match item_limits(job.time_limit_s, job.memory_limit_mb) {
         Ok(limits) => limits,
-        Err(why) => return invalid(why),
+        Err(why) => return CodeOutcome::invalid(why),
     };
     match shared_sandbox_or_error() {
         Ok(sandbox) => verify(sandbox, job.response, job.tests, &limits, job.all_cases),
-        Err(why) => invalid(why),
+        Err(why) => CodeOutcome::invalid(why),
     }
 }
 
@@ -159,14 +143,7 @@ impl Workers {
     fn verify(&self, job: &Job<'_>) -> CodeOutcome {
         let mut worker = match self.take() {
             Ok(worker) => worker,
-            Err(why) => {
-                return CodeOutcome {
-                    verdict: Verdict::Invalid,
-                    passed: 0,
-                    total: 0,
-                    error: Some(why),
-                }
-            }
+            Err(why) => return CodeOutcome::invalid(why),
         };
         match worker.exchange(job) {
             Ok(outcome) => {
@@ -179,12 +156,7 @@ impl Workers {
                 worker.kill();
                 self.lock().running -= 1;
                 self.freed.notify_one();
-                CodeOutcome {
-                    verdict: Verdict::Invalid,
-                    passed: 0,
-                    total: 0,
-                    error: Some(format!("the sandbox worker process failed: {e}")),
-                }
+                CodeOutcome::invalid(format!("the sandbox worker process failed: {e}"))
             }
         }
     }
@@ -242,14 +214,7 @@ impl Worker {
             let status = self.child.wait()?;
             return Err(io::Error::other(format!("it exited ({status})")));
         }
-        let reply: Reply = serde_json::from_str(&line)
-            .map_err(|e| io::Error::other(format!("unreadable answer {line:?}: {e}")))?;
-        Ok(CodeOutcome {
-            verdict: reply.verdict,
-            passed: reply.passed,
-            total: reply.total,
-            error: reply.error,
-        })
+        serde_json::from_str(&line).map_err(|e| io::Error::other(format!("unreadable answer {line:?}: {e}")))
     }
 
     /// Closes its stdin (it exits) and waits for it.
@@ -280,20 +245,9 @@ pub fn serve_worker() -> io::Result<()> {
                 memory_limit_mb: job.memory_limit_mb,
                 all_cases: job.all_cases,
             }),
-            Err(e) => CodeOutcome {
-                verdict: Verdict::Invalid,
-                passed: 0,
-                total: 0,
-                error: Some(format!("the sandbox worker got an unreadable job: {e}")),
-            },
+            Err(e) => CodeOutcome::invalid(format!("the sandbox worker got an unreadable job: {e}")),
         };
-        let reply = Reply {
-            verdict: outcome.verdict,
-            passed: outcome.passed,
-            total: outcome.total,
-            error: outcome.error,
-        };
-        serde_json::to_writer(&mut out, &reply)?;
+        serde_json::to_writer(&mut out, &outcome)?;
         out.write_all(b"\n")?;
         out.flush()?;
     }
@@ -303,6 +257,7 @@ pub fn serve_worker() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Verdict;
     use crate::code::IoCase;
 
     fn job_tests() -> CodeTests {
