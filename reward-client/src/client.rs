@@ -11,8 +11,9 @@ use tokio::task::{JoinError, JoinSet};
 
 use crate::batch::{batch_ranges, check_count, reassemble};
 use crate::retry::{jitter, parse_retry_after, Backoff, EndpointState};
-use crate::types::{ErrorBody, GradeResult, Item, RewardRequestRef, RewardResponse};
+use crate::types::RewardRequestRef;
 use crate::ClientError;
+use crate::{ErrorBody, GradeResult, Item, RewardResponse};
 
 /// Most items per request unless [`RewardClientBuilder::batch_size`] says otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1024;

@@ -47,9 +47,11 @@
 //!
 //! The client needs a tokio runtime. It speaks plain HTTP/1.1 (no TLS) and
 //! ignores `http_proxy` unless told otherwise
-//! ([`RewardClientBuilder::use_env_proxy`]). The wire types are this
-//! crate's own, mirroring the server's, so a trainer does not build the
-//! server (and its sandbox) to call it.
+//! ([`RewardClientBuilder::use_env_proxy`]). The wire types ([`Item`],
+//! [`GradeResult`], [`Verdict`], ...) are the `reward-api` crate's,
+//! re-exported here: the same definition the server uses, without the
+//! server's dependencies, so a trainer does not build the server (and its
+//! sandbox) to call it.
 
 mod batch;
 mod client;
@@ -62,4 +64,9 @@ pub use client::{
     HEALTH_TIMEOUT,
 };
 pub use error::ClientError;
-pub use types::{ErrorBody, Extract, GradeResult, Id, Item, RewardRequest, RewardResponse, Task, Verdict};
+/// The wire types, from `reward-api`. `Extract` is the name this crate
+/// gave [`ExtractMode`] before the types were shared.
+pub use reward_api::{
+    CodeTests, ErrorBody, ExtractMode, ExtractMode as Extract, GradeResult, Id, IoCase, Item, RewardRequest,
+    RewardResponse, Task, Verdict,
+};

@@ -1,17 +1,19 @@
 //! Grading a batch: one entry point for the CLI and the HTTP API, so both
 //! return identical results.
 //!
-//! Each input is either a well-formed [`Item`] or a [`Malformed`] record of
-//! why it could not be read; a malformed input becomes a result with verdict
-//! `invalid`, and the rest of the batch is graded as usual. Results come back
-//! in input order; the work is spread over the rayon thread pool.
+//! Each input is either a well-formed [`Item`], its code tests read as
+//! [`CodeTests`], or a [`Malformed`] record of why it could not be read; a
+//! malformed input becomes a result with verdict `invalid`, and the rest of
+//! the batch is graded as usual. Results come back in input order; the work
+//! is spread over the rayon thread pool.
 
 use std::time::Instant;
 
 use rayon::prelude::*;
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::{GradeResult, Id, Item, Task, Verdict};
+use crate::api::{CodeTests, GradeResult, Id, Item, Task, Verdict};
 use crate::{code, math};
 
 /// An input that could not be turned into an [`Item`].
@@ -29,7 +31,13 @@ pub struct Malformed {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A well-formed item.
-    Item(Item),
+    Item {
+        /// The item, without its `tests` (moved to `tests`) and its unknown
+        /// fields (`extra`, dropped: nothing here reads them).
+        item: Item,
+        /// The item's `tests`, read.
+        tests: Option<CodeTests>,
+    },
     /// An entry that is not a valid item.
     Malformed(Malformed),
 }
@@ -61,14 +69,23 @@ impl Input {
                 error: format!("{place}: expected a JSON object, found {}", json_kind(&v)),
             });
         }
-        match serde_json::from_value::<Item>(v) {
-            Ok(item) => Input::Item(item),
-            Err(e) => Input::Malformed(Malformed {
+        // The item keeps its tests as raw JSON (as a client sends them);
+        // they are read here, so bad tests make a malformed item like any
+        // other bad field. Taken out, they are read without a copy. (When
+        // the tests and another field are both bad, the other one is
+        // reported.)
+        let read = serde_json::from_value::<Item>(v).and_then(|mut item| {
+            item.extra = serde_json::Map::new();
+            let tests = item.tests.take().map(CodeTests::deserialize).transpose()?;
+            Ok(Input::Item { item, tests })
+        });
+        read.unwrap_or_else(|e| {
+            Input::Malformed(Malformed {
                 id,
                 problem_id,
                 error: format!("{place}: {e}"),
-            }),
-        }
+            })
+        })
     }
 }
 
@@ -117,7 +134,7 @@ pub fn grade_one(input: &Input) -> GradeResult {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             let (id, pid) = match input {
-                Input::Item(i) => (i.id.clone(), i.problem_id.clone()),
+                Input::Item { item, .. } => (item.id.clone(), item.problem_id.clone()),
                 Input::Malformed(m) => (m.id.clone(), m.problem_id.clone()),
             };
             let why = format!("internal error in the verifier (please report it): {what}");
@@ -127,8 +144,8 @@ pub fn grade_one(input: &Input) -> GradeResult {
 }
 
 fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
-    let item = match input {
-        Input::Item(item) => item,
+    let (item, tests) = match input {
+        Input::Item { item, tests } => (item, tests),
         Input::Malformed(m) => {
             let why = Some(m.error.clone());
             return result(m.id.clone(), m.problem_id.clone(), Verdict::Invalid, why, started);
@@ -147,7 +164,7 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
             r
         }
         Task::Code => {
-            let outcome = match &item.tests {
+            let outcome = match tests {
                 None => Err("code items need a `tests` field".to_string()),
                 Some(tests) => Ok(code::workers::verify_item(&code::workers::Job {
                     response: &item.response,
@@ -193,7 +210,7 @@ mod tests {
             Input::from_line(r#"{"id": "m", "task": "math", "response": "5"}"#, 7),
         ];
         let out = grade_batch(&inputs);
-        let verdicts: Vec<_> = out.iter().map(|r| r.verdict).collect();
+        let verdicts: Vec<_> = out.iter().map(|r| r.verdict.clone()).collect();
         assert_eq!(verdicts[0], Verdict::Correct);
         assert!(verdicts[1..].iter().all(|v| *v == Verdict::Invalid));
         assert!(out[1]
@@ -224,5 +241,32 @@ mod tests {
             .contains("code items need a `tests` field"));
         assert!(out[6].error.as_deref().unwrap().contains("`answer`"));
         assert_eq!((out[0].reward, out[0].passed, out[0].total), (1.0, 1, 1));
+    }
+
+    #[test]
+    fn code_tests_are_read_with_the_item() {
+        let line =
+            r#"{"task": "code", "response": "x", "tests": {"type": "assert", "code": "pass"}, "step": 3}"#;
+        let Input::Item { item, tests } = Input::from_line(line, 1) else {
+            panic!("not an item");
+        };
+        assert_eq!(tests, Some(CodeTests::Assert { code: "pass".into() }));
+        assert_eq!(item.tests, None, "moved out");
+        assert!(item.extra.is_empty(), "unknown fields are not kept");
+
+        let line = r#"{"id": 4, "task": "code", "response": "x", "tests": {"type": "stdio"}}"#;
+        assert_eq!(
+            Input::from_line(line, 2),
+            Input::Malformed(Malformed {
+                id: Some(Id::Int(4)),
+                problem_id: None,
+                error: "line 2: missing field `cases`".into(),
+            })
+        );
+        let line = r#"{"task": "math", "response": "1", "answer": "1", "tests": null}"#;
+        assert!(matches!(
+            Input::from_line(line, 3),
+            Input::Item { tests: None, .. }
+        ));
     }
 }

@@ -44,7 +44,7 @@ pub struct Summary {
     /// `correct / count` (0 when empty).
     pub accuracy: f64,
     /// Results per verdict, verdicts with no result left out.
-    pub verdicts: BTreeMap<&'static str, u64>,
+    pub verdicts: BTreeMap<String, u64>,
     /// Distinct problem ids (0 when no item has one).
     pub problems: u64,
     /// Mean over problems of the fraction of correct samples (avg@n), when there are problems.
@@ -74,7 +74,7 @@ impl Tally {
         self.count += 1;
         let ok = r.verdict == Verdict::Correct;
         self.correct += u64::from(ok);
-        *self.verdicts.entry(r.verdict).or_default() += 1;
+        *self.verdicts.entry(r.verdict.clone()).or_default() += 1;
         if let Some(pid) = &r.problem_id {
             let e = self.problems.entry(pid.clone()).or_default();
             e.0 += 1;
@@ -123,7 +123,7 @@ impl Tally {
             } else {
                 self.correct as f64 / self.count as f64
             },
-            verdicts: self.verdicts.iter().map(|(v, n)| (v.as_str(), *n)).collect(),
+            verdicts: self.verdicts.iter().map(|(v, n)| (v.to_string(), *n)).collect(),
             problems: per_problem.len() as u64,
             avg_at_n,
             pass_at_k,

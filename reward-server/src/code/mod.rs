@@ -24,6 +24,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Verdict;
+pub use crate::api::{CodeTests, IoCase};
 use crate::sandbox::{CaseEnd, CaseInput, CaseRun, KeepGoing, Limits, Mode, Program, Sandbox};
 
 /// Longest `time_limit_s` an item may ask for.
@@ -32,42 +33,6 @@ pub const MAX_TIME_LIMIT_S: f64 = 60.0;
 pub const MAX_MEMORY_LIMIT_MB: u64 = 4096;
 /// Most stderr kept in a runtime error message, in bytes (its end).
 const STDERR_TAIL: usize = 2000;
-
-/// The tests of a code item, by format (the `type` field).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum CodeTests {
-    /// Standard input in, standard output compared ([`compare`]).
-    Stdio {
-        /// The cases, run in order.
-        cases: Vec<IoCase>,
-    },
-    /// LiveCodeBench call-based: `Solution().fn_name(*args)` when the
-    /// program defines a class `Solution`, else the top-level `fn_name`;
-    /// the return value compared as JSON ([`value`]).
-    Function {
-        /// The function (or `Solution` method) to call.
-        fn_name: String,
-        /// `input`: the arguments, one JSON value per line; `output`: the
-        /// expected return value as JSON.
-        cases: Vec<IoCase>,
-    },
-    /// HumanEval `check` style: `code` runs after the program, in its
-    /// globals; correct when it finishes without an exception.
-    Assert {
-        /// The test code.
-        code: String,
-    },
-}
-
-/// One case: an input and the expected output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct IoCase {
-    /// Standard input (`stdio`) or the arguments (`function`).
-    pub input: String,
-    /// Expected standard output (`stdio`) or return value (`function`).
-    pub output: String,
-}
 
 /// What the code verifier decided (also the wire form of a worker's answer,
 /// see [`workers`]).

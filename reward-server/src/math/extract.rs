@@ -7,18 +7,7 @@
 //! which is what RL training wants: the model is rewarded for the format too.
 //! Every search here is one linear pass over the response.
 
-use serde::{Deserialize, Serialize};
-
-/// How the answer is found in a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ExtractMode {
-    /// Boxed, else an answer phrase, else the last math span, else the last number.
-    #[default]
-    Lenient,
-    /// Only `\boxed{}` / `\fbox{}` counts.
-    Boxed,
-}
+pub use crate::api::ExtractMode;
 
 /// Where an extracted answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

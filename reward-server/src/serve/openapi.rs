@@ -5,10 +5,10 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::reward::{ErrorBody, RewardRequest, RewardResponse};
-use crate::api::{GradeResult, Id, Item, Task, Verdict};
-use crate::code::{CodeTests, IoCase};
-use crate::math::ExtractMode;
+use crate::api::{
+    CodeTests, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardRequest, RewardResponse, Task,
+    Verdict,
+};
 
 /// The service's OpenAPI document.
 #[derive(OpenApi)]

@@ -9,35 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::{error, AppState, ItemCount};
+pub use crate::api::{ErrorBody, RewardRequest, RewardResponse};
 use crate::api::{GradeResult, Item, Task};
 use crate::grade::{grade_one, Input};
-
-/// The request body: the items to grade, each as `reward-server grade`
-/// reads them.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RewardRequest {
-    /// The items. A malformed item gets verdict `invalid`; the others are
-    /// graded as usual.
-    pub items: Vec<Item>,
-}
-
-/// The answer: one result per item, in the order of the items.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RewardResponse {
-    /// The results.
-    pub results: Vec<GradeResult>,
-}
-
-/// The body of every error answer.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What was wrong.
-    pub error: String,
-}
 
 /// The body as parsed: items stay raw JSON so that one bad item becomes
 /// one `invalid` result instead of failing the request.
@@ -152,8 +130,14 @@ pub(crate) async fn reward(State(state): State<Arc<AppState>>, request: Request)
 /// The metrics label of an input's task.
 fn task_of(input: &Input) -> &'static str {
     match input {
-        Input::Item(Item { task: Task::Math, .. }) => "math",
-        Input::Item(Item { task: Task::Code, .. }) => "code",
+        Input::Item {
+            item: Item { task: Task::Math, .. },
+            ..
+        } => "math",
+        Input::Item {
+            item: Item { task: Task::Code, .. },
+            ..
+        } => "code",
         Input::Malformed(_) => "invalid",
     }
 }
