@@ -1,0 +1,18 @@
+//! Training of Qwen2-architecture policies on candle: the model and its Hugging
+//! Face checkpoints, the tokenizer and prompt templates, the sampler, and
+//! supervised fine-tuning. GRPO against the reward server builds on these.
+//!
+//! The same code serves a real checkpoint (Qwen2.5-Math-7B, a
+//! DeepSeek-R1-Distill-Qwen) and the demo's tiny model trained on CPU.
+
+pub mod generate;
+pub mod init;
+pub mod model;
+pub mod ops;
+pub mod optim;
+pub mod runtime;
+pub mod sample;
+pub mod schedule;
+pub mod sft;
+pub mod template;
+pub mod tokenizer;

@@ -1,0 +1,553 @@
+//! The Qwen2 decoder: token embedding, `num_hidden_layers` blocks of
+//! [RMSNorm → grouped-query attention with rotary positions and q/k/v biases →
+//! residual, RMSNorm → SwiGLU MLP → residual], a final RMSNorm and the LM head
+//! (its own matrix or the embedding's, per `tie_word_embeddings`).
+//!
+//! Shapes: token ids are `(batch, seq)` `u32`; hidden states `(batch, seq,
+//! hidden_size)`; logits `(batch, seq, vocab_size)`. Parameters live in a
+//! `candle_nn::VarMap` under the Hugging Face names (`model.layers.0.self_attn.q_proj.weight`, ...),
+//! so gradients and optimizer updates reach the tensors the forward pass uses.
+
+use candle_core::{DType, Device, Module, Result, Tensor, Var};
+use candle_nn::VarMap;
+
+use super::{Config, KvCache};
+use crate::ops;
+
+/// Additive attention bias for positions a query may not see. Finite, so a
+/// row with nothing visible (a padding query) softmaxes to uniform, not NaN.
+const MASKED: f32 = -1e30;
+
+/// One trainable Qwen2 model on one device.
+pub struct Qwen2 {
+    config: Config,
+    params: VarMap,
+    dtype: DType,
+    device: Device,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl std::fmt::Debug for Qwen2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qwen2")
+            .field("config", &self.config)
+            .field("dtype", &self.dtype)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Layer {
+    input_norm: Tensor,
+    q: (Tensor, Tensor),
+    k: (Tensor, Tensor),
+    v: (Tensor, Tensor),
+    o: Tensor,
+    post_norm: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+/// How a parameter starts in a freshly initialised model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Normal with mean 0 and this standard deviation (weights).
+    Normal(f64),
+    /// All zeros (biases).
+    Zeros,
+    /// All ones (norm weights).
+    Ones,
+}
+
+/// Every parameter of a model with `config`: its Hugging Face name, shape and
+/// initialisation, in a fixed order.
+pub fn parameter_specs(config: &Config) -> Vec<(String, Vec<usize>, Init)> {
+    let (d, i, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+    let (q, kv) = (
+        config.num_attention_heads * config.head_dim(),
+        config.kv_heads() * config.head_dim(),
+    );
+    let w = Init::Normal(0.02);
+    let mut specs = vec![("model.embed_tokens.weight".to_string(), vec![v, d], w)];
+    for l in 0..config.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        specs.extend([
+            (p("input_layernorm.weight"), vec![d], Init::Ones),
+            (p("self_attn.q_proj.weight"), vec![q, d], w),
+            (p("self_attn.q_proj.bias"), vec![q], Init::Zeros),
+            (p("self_attn.k_proj.weight"), vec![kv, d], w),
+            (p("self_attn.k_proj.bias"), vec![kv], Init::Zeros),
+            (p("self_attn.v_proj.weight"), vec![kv, d], w),
+            (p("self_attn.v_proj.bias"), vec![kv], Init::Zeros),
+            (p("self_attn.o_proj.weight"), vec![d, q], w),
+            (p("post_attention_layernorm.weight"), vec![d], Init::Ones),
+            (p("mlp.gate_proj.weight"), vec![i, d], w),
+            (p("mlp.up_proj.weight"), vec![i, d], w),
+            (p("mlp.down_proj.weight"), vec![d, i], w),
+        ]);
+    }
+    specs.push(("model.norm.weight".into(), vec![d], Init::Ones));
+    if !config.tie_word_embeddings {
+        specs.push(("lm_head.weight".into(), vec![v, d], w));
+    }
+    specs
+}
+
+impl Qwen2 {
+    /// Builds the model over parameters already in `params` (every name of
+    /// [`parameter_specs`], with matching shapes, in `dtype` on `device`).
+    pub fn from_params(config: Config, params: VarMap, dtype: DType, device: &Device) -> Result<Qwen2> {
+        config.validate().map_err(candle_core::Error::wrap)?;
+        let get = |name: &str| -> Result<Tensor> {
+            let data = params.data().lock().expect("parameter map poisoned");
+            match data.get(name) {
+                Some(var) => Ok(var.as_tensor().clone()),
+                None => candle_core::bail!("parameter {name} is missing"),
+            }
+        };
+        for (name, shape, _) in parameter_specs(&config) {
+            let t = get(&name)?;
+            if t.dims() != shape.as_slice() {
+                candle_core::bail!("parameter {name} has shape {:?}, expected {shape:?}", t.dims());
+            }
+            if t.dtype() != dtype || !t.device().same_device(device) {
+                candle_core::bail!(
+                    "parameter {name} is {:?} on {:?}, expected {dtype:?}",
+                    t.dtype(),
+                    t.device()
+                );
+            }
+        }
+        let layers = (0..config.num_hidden_layers)
+            .map(|l| {
+                let g = |s: &str| get(&format!("model.layers.{l}.{s}"));
+                Ok(Layer {
+                    input_norm: g("input_layernorm.weight")?,
+                    q: (g("self_attn.q_proj.weight")?, g("self_attn.q_proj.bias")?),
+                    k: (g("self_attn.k_proj.weight")?, g("self_attn.k_proj.bias")?),
+                    v: (g("self_attn.v_proj.weight")?, g("self_attn.v_proj.bias")?),
+                    o: g("self_attn.o_proj.weight")?,
+                    post_norm: g("post_attention_layernorm.weight")?,
+                    gate: g("mlp.gate_proj.weight")?,
+                    up: g("mlp.up_proj.weight")?,
+                    down: g("mlp.down_proj.weight")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let embed = get("model.embed_tokens.weight")?;
+        let lm_head = if config.tie_word_embeddings {
+            embed.clone()
+        } else {
+            get("lm_head.weight")?
+        };
+        let (cos, sin) = rope_tables(&config, device)?;
+        Ok(Qwen2 {
+            norm: get("model.norm.weight")?,
+            config,
+            params,
+            dtype,
+            device: device.clone(),
+            embed,
+            layers,
+            lm_head,
+            cos,
+            sin,
+        })
+    }
+
+    /// A freshly initialised model (see [`Init`]), reproducible from `seed`.
+    pub fn init(config: Config, seed: u64, dtype: DType, device: &Device) -> Result<Qwen2> {
+        config.validate().map_err(candle_core::Error::wrap)?;
+        let mut rng = Normal::new(seed);
+        let params = VarMap::new();
+        {
+            let mut data = params.data().lock().expect("parameter map poisoned");
+            for (name, shape, init) in parameter_specs(&config) {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = match init {
+                    Init::Normal(std) => (0..n).map(|_| (rng.sample() * std) as f32).collect(),
+                    Init::Zeros => vec![0.0; n],
+                    Init::Ones => vec![1.0; n],
+                };
+                let t = Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?;
+                data.insert(name, Var::from_tensor(&t)?);
+            }
+        }
+        Qwen2::from_params(config, params, dtype, device)
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The parameters, by Hugging Face name.
+    pub fn params(&self) -> &VarMap {
+        &self.params
+    }
+
+    /// The parameters as `(name, var)` pairs sorted by name: a stable order
+    /// for optimizer state and checkpoints.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let data = self.params.data().lock().expect("parameter map poisoned");
+        let mut vars: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Number of parameters (the tied LM head counted once).
+    pub fn num_params(&self) -> usize {
+        self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// The parameters' dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs the decoder over `ids` (`(batch, t)`) and returns the final
+    /// normalised hidden states `(batch, t, hidden)`.
+    ///
+    /// Without a cache the tokens sit at positions `0..t`, and `left_pad`
+    /// (leading padding per row, if any) shifts each row's positions and hides
+    /// its padding from attention. Right padding needs nothing: causal
+    /// attention never lets a real token see a later pad. With a cache the new
+    /// tokens follow the cached ones and the cache's own padding applies.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        left_pad: Option<&[usize]>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let pads: Option<Vec<usize>> = match &cache {
+            Some(c) => Some(c.left_pad().to_vec()).filter(|p| p.iter().any(|&n| n > 0)),
+            None => left_pad
+                .map(<[usize]>::to_vec)
+                .filter(|p| p.iter().any(|&n| n > 0)),
+        };
+        if let Some(p) = &pads {
+            if p.len() != b {
+                candle_core::bail!("left padding given for {} rows, the batch has {b}", p.len());
+            }
+        }
+        if offset + t > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {} positions exceeds max_position_embeddings {}",
+                offset + t,
+                self.config.max_position_embeddings
+            );
+        }
+        let (cos, sin) = self.rotary(b, t, offset, pads.as_deref())?;
+        let bias = attention_bias(b, t, offset, pads.as_deref(), &self.device)?;
+        let mut x = self
+            .embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, ()))?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = ops::rms_norm(&x, &layer.input_norm, self.config.rms_norm_eps)?;
+            let a = self.attention(layer, l, &h, &cos, &sin, bias.as_ref(), cache.as_deref_mut())?;
+            x = (x + a)?;
+            let h = ops::rms_norm(&x, &layer.post_norm, self.config.rms_norm_eps)?;
+            let gate = linear(&h, &layer.gate, None)?;
+            let up = linear(&h, &layer.up, None)?;
+            x = (x + linear(&(gate.silu()? * up)?, &layer.down, None)?)?;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)
+    }
+
+    /// Logits `(batch, t, vocab)` of hidden states `(batch, t, hidden)`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        linear(hidden, &self.lm_head, None)
+    }
+
+    /// `forward` then `logits` of every position.
+    pub fn forward_logits(
+        &self,
+        ids: &Tensor,
+        left_pad: Option<&[usize]>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.logits(&self.forward(ids, left_pad, cache)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        layer: &Layer,
+        index: usize,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = h.dims3()?;
+        let (heads, kv_heads, hd) = (
+            self.config.num_attention_heads,
+            self.config.kv_heads(),
+            self.config.head_dim(),
+        );
+        let rep = heads / kv_heads;
+        let q = linear(h, &layer.q.0, Some(&layer.q.1))?.reshape((b, t, heads, hd))?;
+        let k = linear(h, &layer.k.0, Some(&layer.k.1))?.reshape((b, t, kv_heads, hd))?;
+        let v = linear(h, &layer.v.0, Some(&layer.v.1))?.reshape((b, t, kv_heads, hd))?;
+        let q = (ops::rope(&q, cos, sin)? * (1.0 / (hd as f64).sqrt()))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = ops::rope(&k, cos, sin)?.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let (k, v) = match cache {
+            Some(c) => c.append(index, &k, &v)?,
+            None => (k, v),
+        };
+        let tk = k.dim(2)?;
+        // The query heads sharing a key/value head sit next to each other, so
+        // grouping them is a free reshape: (b, kv, rep * t, hd).
+        let q = q.reshape((b, kv_heads, rep * t, hd))?;
+        let mut scores = q.matmul(&k.t()?)?.reshape((b, heads, t, tk))?;
+        if scores.dtype() != DType::F32 {
+            scores = scores.to_dtype(DType::F32)?;
+        }
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let y = probs.reshape((b, kv_heads, rep * t, tk))?.matmul(&v)?;
+        let y = y
+            .reshape((b, heads, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, heads * hd))?;
+        linear(&y, &layer.o, None)
+    }
+
+    /// The rotary tables for the new tokens: `(t, hd/2)` when every row shares
+    /// positions, `(b, t, hd/2)` when left padding shifts them per row.
+    fn rotary(&self, b: usize, t: usize, offset: usize, pads: Option<&[usize]>) -> Result<(Tensor, Tensor)> {
+        let (cos, sin) = match pads {
+            None => (self.cos.narrow(0, offset, t)?, self.sin.narrow(0, offset, t)?),
+            Some(pads) => {
+                let positions: Vec<u32> = pads
+                    .iter()
+                    .flat_map(|&p| (offset..offset + t).map(move |i| i.saturating_sub(p) as u32))
+                    .collect();
+                let idx = Tensor::from_vec(positions, b * t, &self.device)?;
+                let half = self.cos.dim(1)?;
+                (
+                    self.cos.index_select(&idx, 0)?.reshape((b, t, half))?,
+                    self.sin.index_select(&idx, 0)?.reshape((b, t, half))?,
+                )
+            }
+        };
+        Ok((cos.to_dtype(self.dtype)?, sin.to_dtype(self.dtype)?))
+    }
+}
+
+/// `x @ w^T + b` for `x` of shape `(..., in)` and `w` of shape `(out, in)`.
+pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let n_in = dims[dims.len() - 1];
+    let rows = x.elem_count() / n_in;
+    let y = x.reshape((rows, n_in))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out = dims;
+    *out.last_mut().expect("x has a last dimension") = w.dim(0)?;
+    y.reshape(out)
+}
+
+/// The `(1 or b, 1, t, offset + t)` additive bias hiding future keys and
+/// padding keys, or `None` when a single new token may see everything.
+fn attention_bias(
+    b: usize,
+    t: usize,
+    offset: usize,
+    pads: Option<&[usize]>,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    if t == 1 && pads.is_none() {
+        return Ok(None);
+    }
+    let tk = offset + t;
+    let rows = pads.map_or(1, <[usize]>::len);
+    let mut bias = vec![0f32; rows * t * tk];
+    for r in 0..rows {
+        let pad = pads.map_or(0, |p| p[r]);
+        for i in 0..t {
+            let row = &mut bias[(r * t + i) * tk..(r * t + i + 1) * tk];
+            for (j, v) in row.iter_mut().enumerate() {
+                if j > offset + i || j < pad {
+                    *v = MASKED;
+                }
+            }
+        }
+    }
+    debug_assert!(rows == 1 || rows == b);
+    Tensor::from_vec(bias, (rows, 1, t, tk), device).map(Some)
+}
+
+/// `cos` and `sin` of `position * theta^(-2i/head_dim)`, `(max_positions, head_dim/2)`, in `f32`.
+fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
+    let hd = config.head_dim();
+    let theta = config.rope_theta();
+    let inv: Vec<f64> = (0..hd / 2)
+        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / hd as f64))
+        .collect();
+    let n = config.max_position_embeddings;
+    let mut cos = Vec::with_capacity(n * hd / 2);
+    let mut sin = Vec::with_capacity(n * hd / 2);
+    for p in 0..n {
+        for f in &inv {
+            // f32 angles, as transformers computes them, so long positions agree.
+            let angle = (p as f32) * (*f as f32);
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (n, hd / 2), device)?,
+        Tensor::from_vec(sin, (n, hd / 2), device)?,
+    ))
+}
+
+/// Standard normal samples from a seeded generator (Box–Muller).
+struct Normal {
+    rng: rand::rngs::StdRng,
+    spare: Option<f64>,
+}
+
+impl Normal {
+    fn new(seed: u64) -> Normal {
+        use rand::SeedableRng;
+        Normal {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            spare: None,
+        }
+    }
+
+    fn sample(&mut self) -> f64 {
+        use rand::RngExt;
+        if let Some(s) = self.spare.take() {
+            return s;
+        }
+        let u1: f64 = 1.0 - self.rng.random::<f64>();
+        let u2: f64 = self.rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let a = 2.0 * std::f64::consts::PI * u2;
+        self.spare = Some(r * a.sin());
+        r * a.cos()
+    }
+}
+
+impl Module for Qwen2 {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_logits(ids, None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::max_diff;
+
+    fn small() -> Config {
+        Config {
+            vocab_size: 40,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: Some(2),
+            max_position_embeddings: 64,
+            tie_word_embeddings: false,
+            ..Config::tiny()
+        }
+    }
+
+    fn ids(rows: &[&[u32]]) -> Tensor {
+        Tensor::new(rows.iter().map(|r| r.to_vec()).collect::<Vec<_>>(), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn init_is_reproducible_and_counts_parameters() -> Result<()> {
+        let a = Qwen2::init(small(), 3, DType::F32, &Device::Cpu)?;
+        let b = Qwen2::init(small(), 3, DType::F32, &Device::Cpu)?;
+        let x = ids(&[&[1, 2, 3, 4]]);
+        assert_eq!(
+            max_diff(
+                &a.forward_logits(&x, None, None)?,
+                &b.forward_logits(&x, None, None)?
+            ),
+            0.0
+        );
+        let expected: usize = parameter_specs(&small())
+            .iter()
+            .map(|(_, s, _)| s.iter().product::<usize>())
+            .sum();
+        assert_eq!(a.num_params(), expected);
+        Ok(())
+    }
+
+    #[test]
+    fn incremental_decoding_matches_a_full_forward() -> Result<()> {
+        let m = Qwen2::init(small(), 1, DType::F32, &Device::Cpu)?;
+        let seq: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 40).collect();
+        let full = m.forward_logits(&ids(&[&seq]), None, None)?;
+        let mut cache = KvCache::new(m.config(), vec![0], 16, DType::F32, &Device::Cpu)?;
+        let mut parts = vec![m.forward_logits(&ids(&[&seq[..5]]), None, Some(&mut cache))?];
+        for i in 5..12 {
+            parts.push(m.forward_logits(&ids(&[&seq[i..i + 1]]), None, Some(&mut cache))?);
+        }
+        assert!(max_diff(&full, &Tensor::cat(&parts, 1)?) < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn left_padding_does_not_change_a_rows_logits() -> Result<()> {
+        let m = Qwen2::init(small(), 2, DType::F32, &Device::Cpu)?;
+        let alone = m.forward_logits(&ids(&[&[5, 6, 7]]), None, None)?;
+        let padded = m.forward_logits(&ids(&[&[0, 0, 5, 6, 7], &[1, 2, 3, 4, 5]]), Some(&[2, 0]), None)?;
+        assert!(max_diff(&alone.squeeze(0)?, &padded.get(0)?.narrow(0, 2, 3)?) < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn gradients_reach_every_parameter() -> Result<()> {
+        let m = Qwen2::init(small(), 4, DType::F32, &Device::Cpu)?;
+        let loss = m
+            .forward_logits(&ids(&[&[1, 2, 3], &[4, 5, 6]]), None, None)?
+            .sqr()?
+            .mean_all()?;
+        let grads = loss.backward()?;
+        for (name, var) in m.named_vars() {
+            assert!(grads.get(&var).is_some(), "no gradient for {name}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn too_long_sequences_are_refused() -> Result<()> {
+        let m = Qwen2::init(small(), 1, DType::F32, &Device::Cpu)?;
+        let long: Vec<u32> = vec![1; 65];
+        let err = m.forward(&ids(&[&long]), None, None).unwrap_err();
+        assert!(err.to_string().contains("max_position_embeddings 64"), "{err}");
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! The model's non-matmul building blocks, each with a backward pass.
+//!
+//! candle's own fused CPU ops (`candle_nn::ops::rms_norm`, `softmax_last_dim`,
+//! `rotary_emb::rope`) have no backward, and its differentiable compositions
+//! walk the data several times. The functions here pick, per call, a fused
+//! single-pass CPU implementation (a `CustomOp` whose backward is fused too)
+//! for `f32` tensors on the CPU, and otherwise a composition of candle ops
+//! that runs on any device and dtype. The compositions are the reference the
+//! tests hold the fused versions to.
+
+mod logprob;
+mod rms_norm;
+mod rope;
+mod softmax;
+
+pub use logprob::{entropy, token_logprobs, token_logprobs_reference};
+pub use rms_norm::{rms_norm, rms_norm_reference};
+pub use rope::{rope, rope_reference};
+pub use softmax::{log_softmax_last_dim, log_softmax_reference, softmax_last_dim, softmax_reference};
+
+use candle_core::{DType, Tensor};
+
+/// Whether `x` takes the fused CPU path.
+fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// Rows of at least this many elements in total are processed in parallel.
+const PARALLEL_MIN: usize = 1 << 14;
+
+/// The contiguous `f32` data behind a CPU tensor layout, or an error naming `what`.
+fn cpu_slice<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = match storage {
+        candle_core::CpuStorage::F32(data) => data,
+        _ => candle_core::bail!("{what}: expected an f32 tensor"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{what}: input must be contiguous"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::{Device, Tensor};
+    use rand::{RngExt, SeedableRng};
+
+    /// A reproducible random `f32` tensor.
+    pub(crate) fn randn(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The largest absolute difference between two tensors.
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+}
