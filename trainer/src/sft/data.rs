@@ -119,7 +119,7 @@ pub fn read_jsonl(
 
 /// Splits off a held-out set of about `fraction` of the examples, chosen by `seed`.
 pub fn split(examples: Vec<Example>, fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
-    if fraction <= 0.0 {
+    if fraction <= 0.0 || examples.len() < 2 {
         return (examples, Vec::new());
     }
     let n_eval = ((examples.len() as f64 * fraction).round() as usize).clamp(1, examples.len() - 1);
@@ -257,6 +257,8 @@ mod tests {
             .collect();
         let (train, eval) = split(ex.clone(), 0.1, 3);
         assert_eq!((train.len(), eval.len()), (36, 4));
-        assert_eq!(split(ex, 0.1, 3).1, eval);
+        assert_eq!(split(ex.clone(), 0.1, 3).1, eval);
+        // One example cannot be split: it all trains.
+        assert_eq!(split(ex[..1].to_vec(), 0.5, 3).0.len(), 1);
     }
 }
