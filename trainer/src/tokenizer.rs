@@ -25,6 +25,9 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::AddedToken;
 
+/// Qwen2's pre-tokenizer split pattern, as in its `tokenizer.json`.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// The tokenizer file of a Hugging Face tokenizer directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// The file naming the special tokens (and the chat template).
@@ -409,12 +412,12 @@ impl Tokenizer {
     /// `eos_token` (the first eos id) and `pad_token`, the added tokens, the
     /// ChatML [`CHATML_TEMPLATE`] when the vocabulary has `<|im_start|>` and
     /// `<|im_end|>`, and `tokenizer_class: "PreTrainedTokenizerFast"`. That
-    /// generic class loads `tokenizer.json` as it is, in transformers 4 and 5
-    /// alike; `Qwen2TokenizerFast` loads as `Qwen2Tokenizer` in transformers 5,
-    /// which keeps only the vocabulary and merges and rebuilds the pipeline
-    /// with Qwen's NFC normalizer and pre-tokenizer regex, so a tokenizer
-    /// trained here (GPT-2's regex) would encode differently there (`it's
-    /// 42.` does).
+    /// generic class loads `tokenizer.json` as it is. Note that transformers
+    /// 5 loads the tokenizer of a checkpoint whose `config.json` says
+    /// `model_type: qwen2` as `Qwen2Tokenizer` regardless, keeping only the
+    /// vocabulary and merges and rebuilding the pipeline with Qwen's NFC
+    /// normalizer and split regex; [`Tokenizer::train_byte_level_bpe`] uses
+    /// that same pipeline so both encode alike (`bench/hf_roundtrip.sh`).
     pub fn save_dir(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(|cause| TokenizerError::Write {
             path: dir.to_path_buf(),
@@ -481,10 +484,11 @@ impl Tokenizer {
         config
     }
 
-    /// Trains a byte-level BPE tokenizer on `texts`, as GPT-2's and Qwen's:
-    /// the ByteLevel pre-tokenizer (no prefix space, GPT-2's split regex), the
-    /// ByteLevel decoder, no normalizer, no post-processor, and the full
-    /// 256-byte initial alphabet, so any text encodes without unknowns.
+    /// Trains a byte-level BPE tokenizer on `texts` with Qwen2's pipeline:
+    /// NFC normalisation, Qwen2's split regex (digits one by one), the
+    /// ByteLevel pre-tokenizer (no prefix space, no regex of its own) and
+    /// decoder, no post-processor, and the full 256-byte initial alphabet,
+    /// so any text encodes without unknowns.
     ///
     /// `special_tokens` are then added, in order, as special added tokens after
     /// the learnt vocabulary (Qwen's layout; the demo passes `<|endoftext|>`,
@@ -546,7 +550,21 @@ impl Tokenizer {
             .build();
         let mut trainer = TrainerWrapper::from(trainer);
         let mut inner = tokenizers::Tokenizer::new(BPE::default());
-        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        // Qwen2's own pipeline (NFC, its split regex with single digits, then
+        // byte-level without a regex), because `transformers` rebuilds a
+        // `qwen2` checkpoint's tokenizer with exactly these rules: any other
+        // split would tokenise differently there than here.
+        inner.with_normalizer(Some(tokenizers::normalizers::unicode::NFC));
+        let split = tokenizers::pre_tokenizers::split::Split::new(
+            tokenizers::pre_tokenizers::split::SplitPattern::Regex(QWEN2_SPLIT.into()),
+            tokenizers::SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| TokenizerError::Train(e.to_string()))?;
+        inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::sequence::Sequence::new(vec![
+            split.into(),
+            ByteLevel::new(false, true, false).into(),
+        ])));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
         inner
             .train(&mut trainer, segments.into_iter())
@@ -853,6 +871,15 @@ mod tests {
                 .any(|piece| piece.contains("im_") || piece.contains("|>")),
             "a merge was learnt from special-token text"
         );
+    }
+
+    #[test]
+    fn trained_splits_like_qwen2_digits_one_by_one() {
+        let tok = trained();
+        let ids = tok.encode("12345").unwrap();
+        assert_eq!(ids.len(), 5, "{ids:?}");
+        // NFC: a decomposed é encodes as the composed one.
+        assert_eq!(tok.encode("e\u{301}").unwrap(), tok.encode("\u{e9}").unwrap());
     }
 
     #[test]
