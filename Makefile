@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 
-.PHONY: test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http diff-math clean
+.PHONY: test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer diff-math clean
 
 ## Run every test: unit tests, the sandbox tests (which need the guest, so
 ## fetch it first), the end-to-end tests and the math test cases.
@@ -59,6 +59,12 @@ bench-code:
 ## HTTP load benchmark of `reward-server serve` with oha (installed into bench/.tools).
 bench-http:
 	bench/http_bench.sh
+
+## Trainer CPU throughput (train, sample, GRPO step) side by side with the
+## PyTorch anchor, 2 threads each; ROUNDS (default 3) alternating rounds.
+## Makes the pinned torch venv (bench/.venv-torch, ~5.4 GB) on first use.
+bench-trainer:
+	bench/trainer_bench.sh
 
 ## Differential check against math-verify; report in bench/out/diff.md.
 diff-math:

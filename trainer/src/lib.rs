@@ -5,6 +5,7 @@
 //! The same code serves a real checkpoint (Qwen2.5-Math-7B, a
 //! DeepSeek-R1-Distill-Qwen) and the demo's tiny model trained on CPU.
 
+pub mod bench;
 pub mod generate;
 pub mod init;
 pub mod model;

@@ -25,6 +25,9 @@ enum Command {
     Tokenizer(trainer::init::TokenizerArgs),
     /// Create a randomly initialised checkpoint around a tokenizer.
     Init(trainer::init::InitArgs),
+    /// CPU throughput benchmark of the tiny model (train, sample, GRPO step),
+    /// mirroring bench/anchors/torch_tiny_gpt.py.
+    Bench(trainer::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    keep_freed_memory();
     let cli = Cli::parse();
     trainer::runtime::set_threads(cli.threads);
     let result = match cli.command {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Sft(args) => trainer::sft::run(args),
         Command::Tokenizer(args) => trainer::init::run_tokenizer(args),
         Command::Init(args) => trainer::init::run_init(args),
+        Command::Bench(args) => trainer::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,3 +56,30 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Tells glibc's malloc to keep freed memory for reuse. Every candle op
+/// allocates its output, and with the defaults a tensor of a few MB comes
+/// from a fresh `mmap` and goes back with `munmap` (or the heap is trimmed),
+/// so each step of training re-faults and zeroes its working set: a third of
+/// a training step's time on the tiny model was in the kernel's page-fault
+/// path (see docs/BENCHMARKS.md, "Trainer CPU throughput vs PyTorch").
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_MAX: i32 = -4;
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    // SAFETY: mallopt only sets allocator parameters; it is called once,
+    // before any other thread exists. No allocation is mapped on its own
+    // (the heap serves them all, however large) and the heap is not trimmed
+    // below 1 GiB of free memory.
+    unsafe {
+        mallopt(M_MMAP_MAX, 0);
+        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}

@@ -72,14 +72,17 @@ impl AdamW {
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         for ((name, var), (m, v)) in self.params.iter().zip(self.moments.iter_mut()) {
             let Some(g) = grads.get(name) else { continue };
-            let g = g.to_dtype(DType::F32)?;
-            *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let update = ((&*m / bc1)? / ((&*v / bc2)?.sqrt()? + c.eps)?)?;
-            let p = var.as_tensor().to_dtype(DType::F32)?;
-            let decay = if var.rank() >= 2 { lr * c.weight_decay } else { 0.0 };
-            let next = ((p * (1.0 - decay))? - (update * lr)?)?;
-            var.set(&next.to_dtype(var.dtype())?)?;
+            let step = crate::ops::AdamWStep {
+                lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: if var.rank() >= 2 { c.weight_decay } else { 0.0 },
+                bias_correction: (bc1, bc2),
+            };
+            let (next, m1, v1) = crate::ops::adamw_update(var.as_tensor(), g, m, v, step)?;
+            var.set(&next)?;
+            (*m, *v) = (m1, v1);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use super::qwen2::DecodeWeights;
 use super::Config;
 
 /// Keys and values of every layer for a batch of sequences, preallocated to a
@@ -15,6 +16,10 @@ pub struct KvCache {
     len: usize,
     capacity: usize,
     left_pad: Vec<usize>,
+    /// The weights as the model that fills this cache lays them out for
+    /// decoding, made on first use (a cache belongs to one model, whose
+    /// weights do not change while it decodes).
+    decode_weights: Option<DecodeWeights>,
 }
 
 impl KvCache {
@@ -40,6 +45,7 @@ impl KvCache {
             len: 0,
             capacity,
             left_pad,
+            decode_weights: None,
         })
     }
 
@@ -79,6 +85,16 @@ impl KvCache {
         kc.slice_set(&k.contiguous()?, 2, self.len)?;
         vc.slice_set(&v.contiguous()?, 2, self.len)?;
         Ok((kc.narrow(2, 0, self.len + t)?, vc.narrow(2, 0, self.len + t)?))
+    }
+
+    /// The decoding weights stored with [`KvCache::set_decode_weights`], if any.
+    pub(crate) fn decode_weights(&self) -> Option<&DecodeWeights> {
+        self.decode_weights.as_ref()
+    }
+
+    /// Keeps the model's decoding weights with the cache.
+    pub(crate) fn set_decode_weights(&mut self, weights: DecodeWeights) {
+        self.decode_weights = Some(weights);
     }
 
     /// Marks `t` more positions as filled.

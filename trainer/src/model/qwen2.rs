@@ -7,6 +7,13 @@
 //! hidden_size)`; logits `(batch, seq, vocab_size)`. Parameters live in a
 //! `candle_nn::VarMap` under the Hugging Face names (`model.layers.0.self_attn.q_proj.weight`, ...),
 //! so gradients and optimizer updates reach the tensors the forward pass uses.
+//!
+//! Two implementations of the layers give the same numbers (the tests hold
+//! them to each other): compositions of candle ops on any device and dtype,
+//! and, for `f32` on the CPU, fused kernels ([`ops::attention_block`] and
+//! [`ops::mlp_block`] for training, [`ops::cached_attention`] with weights laid
+//! out for decoding when there is a [`KvCache`]) that keep the activations
+//! as `(batch * seq, hidden)` matrices. See docs/BENCHMARKS.md for why.
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::VarMap;
@@ -30,6 +37,9 @@ pub struct Qwen2 {
     lm_head: Tensor,
     cos: Tensor,
     sin: Tensor,
+    /// Whether the layers run the fused CPU kernels (`f32` on the CPU; see
+    /// [`Qwen2::forward`]) rather than compositions of candle ops.
+    fused: bool,
 }
 
 impl std::fmt::Debug for Qwen2 {
@@ -51,6 +61,28 @@ struct Layer {
     post_norm: Tensor,
     gate: Tensor,
     up: Tensor,
+    down: Tensor,
+}
+
+/// A model's weights laid out for decoding with a [`KvCache`], which keeps
+/// them: per layer the stacked q/k/v, output, stacked gate/up and down
+/// projections, each transposed to `(in, out)` (a product with a few rows
+/// reads that layout without repacking the matrix, which is most of the cost
+/// of a decoding step otherwise), the stacked q/k/v bias, and the LM head.
+#[derive(Clone)]
+pub(crate) struct DecodeWeights {
+    /// The embedding tensor of the model they came from.
+    owner: candle_core::TensorId,
+    layers: Vec<LayerDecode>,
+    lm_head: Tensor,
+}
+
+#[derive(Clone)]
+struct LayerDecode {
+    qkv: Tensor,
+    qkv_bias: Tensor,
+    o: Tensor,
+    gate_up: Tensor,
     down: Tensor,
 }
 
@@ -158,6 +190,7 @@ impl Qwen2 {
             lm_head,
             cos,
             sin,
+            fused: device.is_cpu() && dtype == DType::F32,
         })
     }
 
@@ -216,6 +249,29 @@ impl Qwen2 {
         &self.device
     }
 
+    /// The weights laid out for decoding (see [`DecodeWeights`]).
+    fn decode_weights(&self) -> Result<DecodeWeights> {
+        let t = |ws: &[&Tensor]| -> Result<Tensor> { Tensor::cat(ws, 0)?.detach().t()?.contiguous() };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(LayerDecode {
+                    qkv: t(&[&l.q.0, &l.k.0, &l.v.0])?,
+                    qkv_bias: Tensor::cat(&[&l.q.1, &l.k.1, &l.v.1], 0)?.detach(),
+                    o: t(&[&l.o])?,
+                    gate_up: t(&[&l.gate, &l.up])?,
+                    down: t(&[&l.down])?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(DecodeWeights {
+            owner: self.embed.id(),
+            layers,
+            lm_head: t(&[&self.lm_head])?,
+        })
+    }
+
     /// Runs the decoder over `ids` (`(batch, t)`) and returns the final
     /// normalised hidden states `(batch, t, hidden)`.
     ///
@@ -225,6 +281,24 @@ impl Qwen2 {
     /// attention never lets a real token see a later pad. With a cache the new
     /// tokens follow the cached ones and the cache's own padding applies.
     pub fn forward(
+        &self,
+        ids: &Tensor,
+        left_pad: Option<&[usize]>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let x = self.hidden(ids, left_pad, cache)?;
+        if self.fused {
+            x.reshape((b, t, ()))
+        } else {
+            Ok(x)
+        }
+    }
+
+    /// [`Qwen2::forward`]'s hidden states: `(batch * t, hidden)` on the fused
+    /// path, which keeps every activation a matrix of rows (a reshape costs
+    /// a pass over its gradient in the backward pass), else `(batch, t, hidden)`.
+    fn hidden(
         &self,
         ids: &Tensor,
         left_pad: Option<&[usize]>,
@@ -251,29 +325,73 @@ impl Qwen2 {
             );
         }
         let (cos, sin) = self.rotary(b, t, offset, pads.as_deref())?;
-        let bias = attention_bias(b, t, offset, pads.as_deref(), &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, ()))?;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let h = ops::rms_norm(&x, &layer.input_norm, self.config.rms_norm_eps)?;
-            let a = self.attention(layer, l, &h, &cos, &sin, bias.as_ref(), cache.as_deref_mut())?;
-            x = (x + a)?;
-            let h = ops::rms_norm(&x, &layer.post_norm, self.config.rms_norm_eps)?;
-            let gate = linear(&h, &layer.gate, None)?;
-            let up = linear(&h, &layer.up, None)?;
-            x = (x + linear(&(gate.silu()? * up)?, &layer.down, None)?)?;
+        let eps = self.config.rms_norm_eps;
+        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?;
+        if self.fused {
+            let decode = match cache.as_deref_mut() {
+                Some(c) => {
+                    if c.decode_weights().is_none_or(|d| d.owner != self.embed.id()) {
+                        c.set_decode_weights(self.decode_weights()?);
+                    }
+                    c.decode_weights().cloned()
+                }
+                None => None,
+            };
+            let scale = 1.0 / (self.config.head_dim() as f64).sqrt();
+            for (l, layer) in self.layers.iter().enumerate() {
+                let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
+                let a = match (decode.as_ref(), cache.as_deref_mut()) {
+                    (Some(d), Some(c)) => {
+                        self.attention_cached(&d.layers[l], l, &h, (b, t), &cos, &sin, pads.as_deref(), c)?
+                    }
+                    _ => {
+                        let w = Tensor::cat(&[&layer.q.0, &layer.k.0, &layer.v.0, &layer.o], 0)?;
+                        let bias = Tensor::cat(&[&layer.q.1, &layer.k.1, &layer.v.1], 0)?;
+                        let heads = self.heads(b, t);
+                        ops::attention_block(&h, &w, &bias, &cos, &sin, heads, scale, pads.as_deref())?
+                    }
+                };
+                x = (x + a)?;
+                let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
+                let m = match decode.as_ref() {
+                    Some(d) => {
+                        let d = &d.layers[l];
+                        ops::linear_t(&ops::swiglu(&ops::linear_t(&h, &d.gate_up)?)?, &d.down)?
+                    }
+                    None => ops::mlp_block(&h, &Tensor::cat(&[&layer.gate, &layer.up], 0)?, &layer.down)?,
+                };
+                x = (x + m)?;
+            }
+        } else {
+            let bias = attention_bias(b, t, offset, pads.as_deref(), &self.device)?;
+            x = x.reshape((b, t, ()))?;
+            for (l, layer) in self.layers.iter().enumerate() {
+                let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
+                let a = self.attention(layer, l, &h, &cos, &sin, bias.as_ref(), cache.as_deref_mut())?;
+                x = (x + a)?;
+                let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
+                let gate = linear(&h, &layer.gate, None)?;
+                let up = linear(&h, &layer.up, None)?;
+                x = (x + linear(&(gate.silu()? * up)?, &layer.down, None)?)?;
+            }
         }
         if let Some(c) = cache {
             c.advance(t);
         }
-        ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)
+        ops::rms_norm(&x, &self.norm, eps)
     }
 
     /// Logits `(batch, t, vocab)` of hidden states `(batch, t, hidden)`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear(hidden, &self.lm_head, None)
+        if self.fused {
+            let mut dims = hidden.dims().to_vec();
+            let d = *dims.last().expect("hidden states have a last dimension");
+            let y = ops::linear(&hidden.reshape((hidden.elem_count() / d, d))?, &self.lm_head)?;
+            *dims.last_mut().expect("checked") = self.config.vocab_size;
+            y.reshape(dims)
+        } else {
+            linear(hidden, &self.lm_head, None)
+        }
     }
 
     /// `forward` then `logits` of every position.
@@ -283,7 +401,18 @@ impl Qwen2 {
         left_pad: Option<&[usize]>,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        self.logits(&self.forward(ids, left_pad, cache)?)
+        if self.fused {
+            let (b, t) = ids.dims2()?;
+            let mut cache = cache;
+            let hidden = self.hidden(ids, left_pad, cache.as_deref_mut())?;
+            let logits = match cache.as_ref().and_then(|c| c.decode_weights()) {
+                Some(d) => ops::linear_t(&hidden, &d.lm_head)?,
+                None => ops::linear(&hidden, &self.lm_head)?,
+            };
+            logits.reshape((b, t, ()))
+        } else {
+            self.logits(&self.forward(ids, left_pad, cache)?)
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -334,6 +463,48 @@ impl Qwen2 {
             .transpose(1, 2)?
             .reshape((b, t, heads * hd))?;
         linear(&y, &layer.o, None)
+    }
+
+    /// The shape of one layer's attention for `b` rows of `t` new tokens.
+    fn heads(&self, b: usize, t: usize) -> ops::Heads {
+        let c = &self.config;
+        ops::Heads {
+            batch: b,
+            seq: t,
+            heads: c.num_attention_heads,
+            kv_heads: c.kv_heads(),
+            head_dim: c.head_dim(),
+        }
+    }
+
+    /// [`Qwen2::attention`] with the fused CPU kernels and a cache: the
+    /// stacked q/k/v projection of the decoding weights, [`ops::qkv_heads`]
+    /// (bias, rotation, scale, head-major layout), the new keys and values
+    /// into the cache, and [`ops::cached_attention`] over it. Not differentiable.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_cached(
+        &self,
+        decode: &LayerDecode,
+        index: usize,
+        h: &Tensor,
+        (b, t): (usize, usize),
+        cos: &Tensor,
+        sin: &Tensor,
+        pads: Option<&[usize]>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let heads = self.heads(b, t);
+        let raw = ops::linear_t(h, &decode.qkv)?;
+        let scale = 1.0 / (heads.head_dim as f64).sqrt();
+        let qkv = ops::qkv_heads(&raw, &decode.qkv_bias, cos, sin, heads, scale)?;
+        let (q_len, kv_len) = (heads.q_len(), heads.kv_len());
+        let shape = (b, heads.kv_heads, t, heads.head_dim);
+        let k = qkv.narrow(0, q_len, kv_len)?.reshape(shape)?;
+        let v = qkv.narrow(0, q_len + kv_len, kv_len)?.reshape(shape)?;
+        let offset = cache.len();
+        let (k, v) = cache.append(index, &k, &v)?;
+        let y = ops::cached_attention(&qkv, &k, &v, heads, offset, pads)?;
+        ops::linear_t(&y, &decode.o)
     }
 
     /// The rotary tables for the new tokens: `(t, hd/2)` when every row shares
@@ -538,6 +709,47 @@ mod tests {
         let grads = loss.backward()?;
         for (name, var) in m.named_vars() {
             assert!(grads.get(&var).is_some(), "no gradient for {name}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_layers_match_the_composed_ones_forward_and_backward() -> Result<()> {
+        // Grouped heads, left padding, enough rows for the stacked projections.
+        let fused = Qwen2::init(small(), 6, DType::F32, &Device::Cpu)?;
+        let mut plain = Qwen2::init(small(), 6, DType::F32, &Device::Cpu)?;
+        assert!(fused.fused);
+        plain.fused = false;
+        let rows: Vec<Vec<u32>> = (0..4)
+            .map(|r| (0..20).map(|i| (i * 7 + r * 3) % 40).collect())
+            .collect();
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        for pads in [None, Some(&[0usize, 3, 0, 19][..])] {
+            let (a, b) = (
+                fused.forward_logits(&ids(&rows), pads, None)?,
+                plain.forward_logits(&ids(&rows), pads, None)?,
+            );
+            assert!(max_diff(&a, &b) < 1e-5);
+            let g = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu)?;
+            let ga = (&a * &g)?.sum_all()?.backward()?;
+            let gb = (&b * &g)?.sum_all()?.backward()?;
+            for ((name, va), (_, vb)) in fused.named_vars().iter().zip(plain.named_vars()) {
+                let d = max_diff(ga.get(va).unwrap(), gb.get(&vb).unwrap());
+                assert!(d < 1e-4, "{name}: {d}");
+            }
+        }
+        // And with a cache: prefill then single tokens, padded rows.
+        let mut cache = KvCache::new(fused.config(), vec![2, 0], 16, DType::F32, &Device::Cpu)?;
+        let mut plain_cache = KvCache::new(plain.config(), vec![2, 0], 16, DType::F32, &Device::Cpu)?;
+        let prompt = ids(&[&[0, 0, 5, 6, 7], &[1, 2, 3, 4, 5]]);
+        let a = fused.forward_logits(&prompt, None, Some(&mut cache))?;
+        let b = plain.forward_logits(&prompt, None, Some(&mut plain_cache))?;
+        assert!(max_diff(&a, &b) < 1e-5);
+        for i in 0..4u32 {
+            let next = ids(&[&[i + 1], &[i + 9]]);
+            let a = fused.forward_logits(&next, None, Some(&mut cache))?;
+            let b = plain.forward_logits(&next, None, Some(&mut plain_cache))?;
+            assert!(max_diff(&a, &b) < 1e-5);
         }
         Ok(())
     }

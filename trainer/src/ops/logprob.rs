@@ -7,9 +7,10 @@
 //! `g_r * (onehot(t_r) - softmax(logits[r]))` in one pass. Cross-entropy
 //! (SFT) and the policy-gradient loss (GRPO) are both built on it.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use super::math::exp;
 use super::{cpu_slice, fused, log_softmax_reference, PARALLEL_MIN};
 
 /// Log-probability of each target token; differentiable in `logits`.
@@ -34,16 +35,11 @@ pub fn token_logprobs_reference(logits: &Tensor, targets: &Tensor) -> Result<Ten
 
 /// Entropy (nats) of `softmax(logits)` per row, `(...)`; not differentiable.
 pub fn entropy(logits: &Tensor) -> Result<Tensor> {
-    let logits = logits.detach().to_dtype(DType::F32)?;
-    if logits.device().is_cpu() {
-        let l = logits.contiguous()?;
-        let dims = l.dims().to_vec();
-        let v = dims[dims.len() - 1];
-        let data = l.flatten_all()?.to_vec1::<f32>()?;
-        let rows: Vec<f32> = data.par_chunks(v).map(row_entropy).collect();
-        Tensor::from_vec(rows, &dims[..dims.len() - 1], l.device())
+    let logits = logits.detach();
+    if fused(&logits) {
+        logits.contiguous()?.apply_op1_no_bwd(&Entropy)
     } else {
-        let logp = log_softmax_reference(&logits)?;
+        let logp = log_softmax_reference(&logits.to_dtype(DType::F32)?)?;
         (logp.exp()? * &logp)?.sum(D::Minus1)?.neg()
     }
 }
@@ -53,11 +49,32 @@ fn row_entropy(row: &[f32]) -> f32 {
     let mut sum = 0f32;
     let mut weighted = 0f32;
     for &l in row {
-        let e = (l - max).exp();
+        let e = exp(l - max);
         sum += e;
         weighted += e * (l - max);
     }
     (sum.ln() - weighted / sum).max(0.0)
+}
+
+/// [`entropy`] of each row of contiguous `f32` logits.
+struct Entropy;
+
+impl CustomOp1 for Entropy {
+    fn name(&self) -> &'static str {
+        "entropy"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let logits = cpu_slice(storage, layout, "entropy")?;
+        let dims = layout.dims();
+        let v = dims[dims.len() - 1];
+        let rows: Vec<f32> = if logits.len() >= PARALLEL_MIN {
+            logits.par_chunks(v).map(row_entropy).collect()
+        } else {
+            logits.chunks(v).map(row_entropy).collect()
+        };
+        Ok((CpuStorage::F32(rows), Shape::from(&dims[..dims.len() - 1])))
+    }
 }
 
 fn check(logits: &Tensor, targets: &Tensor) -> Result<()> {
@@ -110,7 +127,7 @@ impl CustomOp2 for TokenLogprob {
         }
         let one = |(row, &t): (&[f32], &u32)| {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = row.iter().map(|l| (l - max).exp()).sum();
+            let sum: f32 = row.iter().map(|l| exp(l - max)).sum();
             row[t as usize] - max - sum.ln()
         };
         let out: Vec<f32> = if logits.len() >= PARALLEL_MIN {
@@ -157,7 +174,7 @@ impl CustomOp2 for TokenLogprobBackward<'_> {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for (o, l) in o.iter_mut().zip(row) {
-                *o = (l - max).exp();
+                *o = exp(l - max);
                 sum += *o;
             }
             let scale = -g / sum;

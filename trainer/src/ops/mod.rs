@@ -1,4 +1,5 @@
-//! The model's non-matmul building blocks, each with a backward pass.
+//! The model's building blocks, each with a backward pass (except the
+//! decoding-only [`cached_attention`] and [`linear_t`]).
 //!
 //! candle's own fused CPU ops (`candle_nn::ops::rms_norm`, `softmax_last_dim`,
 //! `rotary_emb::rope`) have no backward, and its differentiable compositions
@@ -6,22 +7,39 @@
 //! single-pass CPU implementation (a `CustomOp` whose backward is fused too)
 //! for `f32` tensors on the CPU, and otherwise a composition of candle ops
 //! that runs on any device and dtype. The compositions are the reference the
-//! tests hold the fused versions to.
+//! tests hold the fused versions to. Some fused ops also multiply matrices,
+//! through the `gemm` crate candle itself uses (a safe wrapper in `gemm.rs`):
+//! [`linear`], the attention and the two halves of a layer (`block.rs`), whose
+//! backward passes keep their intermediate activations out of candle's graph.
 
+mod adamw;
+mod attention;
+mod block;
+mod gemm;
+mod linear;
 mod logprob;
+mod math;
 mod rms_norm;
 mod rope;
 mod softmax;
+mod swiglu;
 
+pub use adamw::{adamw_update, adamw_update_reference, AdamWStep};
+pub use attention::{
+    cached_attention, causal_attention, causal_attention_reference, qkv_heads, qkv_heads_reference, Heads,
+};
+pub use block::{attention_block, attention_block_reference, mlp_block, mlp_block_reference};
+pub use linear::{linear, linear_reference, linear_t};
 pub use logprob::{entropy, token_logprobs, token_logprobs_reference};
 pub use rms_norm::{rms_norm, rms_norm_reference};
 pub use rope::{rope, rope_reference};
 pub use softmax::{log_softmax_last_dim, log_softmax_reference, softmax_last_dim, softmax_reference};
+pub use swiglu::{swiglu, swiglu_reference};
 
 use candle_core::{DType, Tensor};
 
-/// Whether `x` takes the fused CPU path.
-fn fused(x: &Tensor) -> bool {
+/// Whether `x` takes the fused CPU path (`f32` on the CPU).
+pub fn fused(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 

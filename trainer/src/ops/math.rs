@@ -1,0 +1,71 @@
+//! Branch-free elementwise math for the fused kernels: written so loops over
+//! slices vectorise, unlike calls into libm's scalar `expf`.
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+// ln 2 split in two so `n * LN2_HI` is exact for the n that occur.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
+const ROUND: f32 = 12_582_912.0;
+
+/// `e^x` in `f32`: relative error below 3e-7 (a few ulp) on the finite range,
+/// exactly 0 below -87.3 (where `f32` would be subnormal), `inf` above 88.7,
+/// NaN for NaN.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    let c = x.clamp(-87.3, 88.7);
+    // t holds round(c * log2 e) in its low mantissa bits, offset by ROUND's.
+    let t = c * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = c - n * LN2_HI - n * LN2_LO;
+    // Cephes' expf polynomial for e^r on [-ln2/2, ln2/2].
+    let p = 1.987_569_2e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let p = p * r * r + r + 1.0;
+    // 2^n from the integer in t's bits: integer ops only, no float-to-int
+    // conversion (whose saturating semantics would not vectorise).
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
+    let y = p * scale;
+    let y = if x < -87.3 { 0.0 } else { y };
+    if x > 88.7 {
+        f32::INFINITY
+    } else {
+        y
+    }
+}
+
+/// The logistic function `1 / (1 + e^-x)`.
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate_and_saturates() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (got, want) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert_eq!(exp(-1e30), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(100.0).is_infinite());
+        assert!(exp(f32::NAN).is_nan());
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
+        assert_eq!(sigmoid(-200.0), 0.0);
+        assert_eq!(sigmoid(200.0), 1.0);
+    }
+}
