@@ -74,6 +74,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(bad) = only.iter().find(|w| !["train", "sample", "grpo"].contains(w)) {
         anyhow::bail!("unknown workload {bad:?} in --only: use train, sample, grpo");
     }
+    anyhow::ensure!(
+        args.steps > 0 && args.sample_runs > 0,
+        "--steps and --sample-runs must be at least 1"
+    );
     let config = Config {
         num_key_value_heads: Some(args.kv_heads),
         tie_word_embeddings: !args.untied,
@@ -157,12 +161,12 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
             "[candle] train: {:9.0} tok/s  (median step {:.1} ms, warmup {:.1} s, loss {:.3})",
             (b * t) as f64 / med,
             med * 1e3,
-            warm.iter().sum::<f64>(),
+            total(&warm),
             loss.unwrap_or(f32::NAN)
         );
         res["train"] = json!({
             "tok_per_s": (b * t) as f64 / med, "median_step_s": med, "min_step_s": min(&ts),
-            "max_step_s": max(&ts), "warmup_s": warm.iter().sum::<f64>(), "loss_last": loss,
+            "max_step_s": max(&ts), "warmup_s": total(&warm), "loss_last": loss,
         });
     }
 
@@ -263,12 +267,12 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
             "[candle] grpo : {:9.0} tok/s  (median step {:.1} ms, warmup {:.1} s, {} loss tokens, entropy {ent:.3})",
             (b * t) as f64 / med,
             med * 1e3,
-            warm.iter().sum::<f64>(),
+            total(&warm),
             n_loss as usize
         );
         res["grpo"] = json!({
             "tok_per_s": (b * t) as f64 / med, "median_step_s": med, "min_step_s": min(&ts),
-            "max_step_s": max(&ts), "warmup_s": warm.iter().sum::<f64>(),
+            "max_step_s": max(&ts), "warmup_s": total(&warm),
             "loss_tokens_per_step": n_loss as usize, "entropy_last": ent, "loss_last": loss,
         });
     }
@@ -296,6 +300,11 @@ fn median(xs: &[f64]) -> f64 {
         n if n % 2 == 1 => s[n / 2],
         n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
     }
+}
+
+/// The sum (0 for none, not `-0`).
+fn total(xs: &[f64]) -> f64 {
+    xs.iter().fold(0.0, |a, b| a + b)
 }
 
 fn min(xs: &[f64]) -> f64 {
