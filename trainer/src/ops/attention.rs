@@ -367,10 +367,7 @@ impl CustomOp2 for QkvHeads {
         let both = grad
             .contiguous()?
             .apply_op1_no_bwd(&QkvHeadsBackward { op: self })?;
-        let n = raw.elem_count();
-        let d_raw = both.narrow(0, 0, n)?.reshape(raw.shape())?;
-        let d_bias = both.narrow(0, n, bias.elem_count())?;
-        Ok((Some(d_raw), Some(d_bias)))
+        super::split_grads(&both, raw, bias)
     }
 }
 

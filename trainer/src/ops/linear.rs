@@ -121,10 +121,7 @@ impl CustomOp2 for Linear {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let both = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LinearBackward)?;
-        let n = x.elem_count();
-        let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dw = both.narrow(0, n, w.elem_count())?.reshape(w.shape())?;
-        Ok((Some(dx), Some(dw)))
+        super::split_grads(&both, x, w)
     }
 }
 

@@ -46,6 +46,19 @@ pub fn fused(x: &Tensor) -> bool {
 /// Rows of at least this many elements in total are processed in parallel.
 const PARALLEL_MIN: usize = 1 << 14;
 
+/// Splits a fused backward op's flat output `[grad of a..., grad of b...]`
+/// into gradients shaped like `a` and `b`.
+fn split_grads(
+    packed: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    let n = a.elem_count();
+    let da = packed.narrow(0, 0, n)?.reshape(a.shape())?;
+    let db = packed.narrow(0, n, b.elem_count())?.reshape(b.shape())?;
+    Ok((Some(da), Some(db)))
+}
+
 /// The contiguous `f32` data behind a CPU tensor layout, or an error naming `what`.
 fn cpu_slice<'a>(
     storage: &'a candle_core::CpuStorage,

@@ -78,10 +78,7 @@ impl CustomOp2 for RmsNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let both = x.apply_op3_no_bwd(w, &grad.contiguous()?, &RmsNormBackward { eps: self.eps })?;
-        let n = x.elem_count();
-        let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dw = both.narrow(0, n, w.elem_count())?;
-        Ok((Some(dx), Some(dw)))
+        super::split_grads(&both, x, w)
     }
 }
 
