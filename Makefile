@@ -1,10 +1,21 @@
-# The two commands a fresh machine needs: `make grade-example` (the main job on
-# its built-in data) and `make test` (what CI runs). Everything else is optional.
+# The two commands a fresh machine needs: `make demo` (the main job: the recipe
+# in small, on its built-in synthetic tasks) and `make test` (what CI runs).
+# Everything else is optional.
 
 CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
+TRAINER := $(or $(CARGO_TARGET_DIR),target)/release/trainer
+SEED ?= 1
 
-.PHONY: test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer diff-math clean
+.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer diff-math clean
+
+## The recipe in small on the CPU: synthetic math and code tasks, a tiny
+## Qwen2 model, SFT, then math and code GRPO against a local reward-server.
+## SEED=S picks the seed (default 1); writes runs/demo-seed$(SEED)/ (replacing
+## an earlier run of the same seed): report.json, report.md, plots.
+demo: fetch-guest
+	$(CARGO) build --release --locked -p reward-server -p trainer
+	$(TRAINER) demo --seed $(SEED) --force --reward-server $(BIN)
 
 ## Run every test: unit tests, the sandbox tests (which need the guest, so
 ## fetch it first), the end-to-end tests and the math test cases.

@@ -6,11 +6,14 @@
 //! DeepSeek-R1-Distill-Qwen) and the demo's tiny model trained on CPU.
 
 pub mod bench;
+pub mod demo;
 pub mod generate;
 pub mod init;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod plot;
+pub mod rl;
 pub mod runtime;
 pub mod sample;
 pub mod schedule;

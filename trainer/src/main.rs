@@ -21,6 +21,10 @@ enum Command {
     Generate(trainer::generate::GenerateArgs),
     /// Supervised fine-tuning from a TOML config (loss on response tokens only).
     Sft(trainer::sft::SftArgs),
+    /// GRPO reinforcement learning against reward-server, stage after stage.
+    Rl(trainer::rl::RlArgs),
+    /// The recipe in small on synthetic tasks: SFT, then math and code GRPO against a local reward-server.
+    Demo(trainer::demo::DemoArgs),
     /// Train a byte-level BPE tokenizer on JSONL or text files.
     Tokenizer(trainer::init::TokenizerArgs),
     /// Create a randomly initialised checkpoint around a tokenizer.
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => trainer::generate::run(args),
         Command::Sft(args) => trainer::sft::run(args),
+        Command::Rl(args) => trainer::rl::run(args),
+        Command::Demo(args) => trainer::demo::run(args),
         Command::Tokenizer(args) => trainer::init::run_tokenizer(args),
         Command::Init(args) => trainer::init::run_init(args),
         Command::Bench(args) => trainer::bench::run(args),

@@ -329,15 +329,21 @@ fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// `(step, dir)` of the checkpoints under `root`, oldest first.
+/// `(step, dir)` of the SFT checkpoints under `root`, oldest first.
 pub fn list_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    list_step_dirs(root, "trainer_state.json")
+}
+
+/// `(step, dir)` of the `step-N` directories under `root` that hold
+/// `marker` (the file a run writes last into a checkpoint), oldest first.
+pub fn list_step_dirs(root: &Path, marker: &str) -> Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     if root.is_dir() {
         for entry in std::fs::read_dir(root)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
-                if entry.path().join("trainer_state.json").exists() {
+                if entry.path().join(marker).exists() {
                     found.push((step, entry.path()));
                 }
             }
