@@ -221,3 +221,39 @@ fn a_vanished_reward_server_stops_the_run_with_a_checkpoint() {
         Ok(summary) => assert_eq!(summary.state.step, 3),
     }
 }
+
+#[test]
+fn filters_dynamic_sampling_ppo_epochs_and_kl_run_against_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path());
+    let mut config = rl_config(&server, &dir.path().join("run"));
+    config.stages.truncate(1);
+    let stage = &mut config.stages[0];
+    stage.steps = 0;
+    stage.epochs = 2;
+    stage.prompts_per_batch = 16;
+    // Keep prompts solved at most once in 2 attempts, then drop those
+    // solved more than 2 of 4 times in an epoch.
+    stage.difficulty_filter = Some(trainer::rl::config::DifficultyFilter {
+        attempts: 2,
+        max_solved: 1,
+    });
+    stage.group_size = 4;
+    stage.easy_filter = Some(2);
+    stage.dynamic_sampling = 2;
+    stage.ppo_epochs = 2;
+    stage.kl_beta = 0.05;
+    let summary = trainer::rl::train(&config, false, None).unwrap();
+    let records = steps(&dir.path().join("run/metrics.jsonl"));
+    assert_eq!(summary.state.step as usize, records.len());
+    // 40 prompts (at most, after the difficulty split) in batches of 16,
+    // two epochs.
+    assert!((2..=6).contains(&records.len()), "{}", records.len());
+    for r in &records {
+        assert!(r.prompts_active <= 40, "{r:?}");
+        assert!(r.kl.is_finite() && r.kl >= 0.0, "{r:?}");
+        assert!(r.flat_groups >= 0.0 && r.flat_groups <= 1.0, "{r:?}");
+    }
+    let report = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
+    assert!(report.contains("| math-16 | math |"), "{report}");
+}

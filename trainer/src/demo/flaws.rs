@@ -1,16 +1,17 @@
 //! Flawed demonstrations: the demo's SFT data is imperfect on purpose.
 //!
-//! Real SFT data is distilled from a stronger model and some of its traces
-//! are wrong; a model fine-tuned on them learns to make the same slips some
-//! of the time, and only a verifier can tell. The demo reproduces that: a
-//! seeded fraction of the SFT demonstrations gets one slip.
+//! Real SFT data is distilled from another model, and some of its traces
+//! break the rules the verifier checks; a model fine-tuned on them makes the
+//! same mistakes some of the time, and only the reward can tell it not to.
+//! The demo reproduces that with habits that are wrong the same way on
+//! every problem, so a policy can unlearn them from rewards alone:
 //!
-//! - Math: one step's result is off by 1 or 2, and the later steps carry the
-//!   wrong value on (so the boxed answer is wrong but the arithmetic after
-//!   the slip is right).
-//! - Code: the constant of the outer operation is off by one (`+ 3` becomes
-//!   `+ 4`, `* 2` becomes `* 3`); a program without one swaps `max` and
-//!   `min`, or `+` and `-` between the inputs.
+//! - Math: the final answer is stated without `\boxed{}` (`The answer is
+//!   14.`), which RL's boxed-only extraction does not accept.
+//! - Code, stdin programs: the input is not converted to integers
+//!   (`a, b = input().split()`), so the arithmetic works on strings and
+//!   fails or prints the wrong thing.
+//! - Code, functions: the result is printed instead of returned.
 //!
 //! The RL prompts and held-out problems are untouched: their answers and
 //! tests are right.
@@ -52,90 +53,36 @@ pub fn add_flaws(tasks: &mut DemoTasks, fraction: f64, seed: u64) -> Flawed {
     out
 }
 
-/// `A op K = B. ... The answer is \boxed{B}.` with one result off.
-fn flaw_math(solution: &str, rng: &mut StdRng) -> Option<String> {
-    let (steps, _) = solution.split_once("The answer is ")?;
-    let steps: Vec<(i64, String, i64)> = steps
-        .trim_end()
-        .strip_suffix('.')?
-        .split(". ")
-        .map(|s| {
-            let t: Vec<&str> = s.split(' ').collect();
-            Some((
-                t.get(2)?.parse().ok()?,
-                t.get(1)?.to_string(),
-                t.get(4)?.parse().ok()?,
-            ))
-        })
-        .collect::<Option<_>>()?;
-    let slip = rng.random_range(0..steps.len());
-    let delta = [-2i64, -1, 1, 2][rng.random_range(0..4)];
-    let mut text = String::new();
-    let mut value = 0i64;
-    for (i, (k, op, b)) in steps.iter().enumerate() {
-        let a = if i == 0 {
-            // The first step's left side is the starting quantity.
-            let first = solution.split(' ').next()?.parse::<i64>().ok()?;
-            first
-        } else {
-            value
-        };
-        value = match (i == slip, op.as_str()) {
-            (true, _) => (b + delta).max(0),
-            (false, "+") => a + k,
-            (false, "-") => a - k,
-            (false, "*") => a * k,
-            _ => return None,
-        };
-        if i == slip && value == *b {
-            value = b + 1;
-        }
-        text.push_str(&format!("{a} {op} {k} = {value}. "));
-    }
-    text.push_str(&format!("The answer is \\boxed{{{value}}}."));
-    Some(text)
+/// The solution with its answer unboxed.
+fn flaw_math(solution: &str, _rng: &mut StdRng) -> Option<String> {
+    let (steps, tail) = solution.split_once("The answer is \\boxed{")?;
+    let answer = tail.strip_suffix("}.")?;
+    Some(format!("{steps}The answer is {answer}."))
 }
 
-/// The program with its outer constant off by one, or `max`/`min` or
-/// `+`/`-` swapped.
-fn flaw_code(solution: &str, rng: &mut StdRng) -> Option<String> {
-    let lines: Vec<&str> = solution.lines().collect();
-    // The expression sits on the line with `print(` or `return `.
-    let at = lines
-        .iter()
-        .rposition(|l| l.contains("print(") || l.contains("return "))?;
-    let line = lines[at];
-    let trimmed = line.trim_end_matches(')');
-    let closing = &line[trimmed.len()..];
-    let digits = trimmed.len() - trimmed.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let new_line = if digits > 0 && trimmed[..trimmed.len() - digits].ends_with([' ']) {
-        let head = &trimmed[..trimmed.len() - digits];
-        let k: i64 = trimmed[trimmed.len() - digits..].parse().ok()?;
-        let floor = if head.ends_with("* ") { 2 } else { 1 };
-        let k2 = if k > floor && rng.random_bool(0.5) {
-            k - 1
-        } else {
-            k + 1
-        };
-        format!("{head}{k2}{closing}")
-    } else if line.contains("max(") {
-        line.replace("max(", "min(")
-    } else if line.contains("min(") {
-        line.replace("min(", "max(")
-    } else if line.contains(" + ") {
-        line.replacen(" + ", " - ", 1)
-    } else if line.contains(" - ") {
-        line.replacen(" - ", " + ", 1)
-    } else {
-        return None;
-    };
-    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    out[at] = new_line;
-    let mut text = out.join("\n");
-    if solution.ends_with('\n') {
-        text.push('\n');
+/// The program reading strings instead of integers, or printing instead of
+/// returning.
+fn flaw_code(solution: &str, _rng: &mut StdRng) -> Option<String> {
+    if solution.contains("    return ") {
+        let at = solution.rfind("    return ")?;
+        let line_end = solution[at..].find('\n').map_or(solution.len(), |e| at + e);
+        let expr = &solution[at + "    return ".len()..line_end];
+        return Some(format!(
+            "{}    print({expr}){}",
+            &solution[..at],
+            &solution[line_end..]
+        ));
     }
-    Some(text)
+    for (from, to) in [
+        ("list(map(int, input().split()))", "input().split()"),
+        ("map(int, input().split())", "input().split()"),
+        ("int(input())", "input()"),
+    ] {
+        if solution.contains(from) {
+            return Some(solution.replacen(from, to, 1));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -144,46 +91,35 @@ mod tests {
     use crate::demo::tasks::{generate, TaskSizes};
 
     #[test]
-    fn a_math_slip_carries_on_and_changes_the_answer() {
+    fn math_answers_lose_their_box() {
         let mut rng = StdRng::seed_from_u64(1);
         let s = "12 + 7 = 19. 19 - 5 = 14. The answer is \\boxed{14}.";
-        for _ in 0..20 {
-            let f = flaw_math(s, &mut rng).unwrap();
-            assert_ne!(f, s);
-            assert!(!f.ends_with("\\boxed{14}."), "{f}");
-            assert!(f.starts_with("12 + 7 = "), "{f}");
-            // After the slip, each step starts from the previous result.
-            let steps: Vec<&str> = f.split(". ").collect();
-            let first_result = steps[0].rsplit(' ').next().unwrap();
-            assert!(steps[1].starts_with(first_result), "{f}");
-        }
+        assert_eq!(
+            flaw_math(s, &mut rng).unwrap(),
+            "12 + 7 = 19. 19 - 5 = 14. The answer is 14."
+        );
+        assert_eq!(flaw_math("no answer here", &mut rng), None);
     }
 
     #[test]
-    fn a_code_slip_changes_the_constant_or_the_operation() {
+    fn programs_read_strings_or_print_instead_of_returning() {
         let mut rng = StdRng::seed_from_u64(2);
         let cases = [
             (
                 "```python\na, b = map(int, input().split())\nprint((a + b) * 3)\n```",
-                ["* 2)", "* 4)"],
+                "```python\na, b = input().split()\nprint((a + b) * 3)\n```",
+            ),
+            (
+                "```python\nxs = list(map(int, input().split()))\nprint(sum(xs))\n```",
+                "```python\nxs = input().split()\nprint(sum(xs))\n```",
             ),
             (
                 "```python\ndef solve(a, b):\n    return max(a, b) - 2\n```",
-                ["- 1\n", "- 3\n"],
-            ),
-            (
-                "```python\ndef solve(a, b):\n    return max(a, b)\n```",
-                ["min(a, b)", "min(a, b)"],
-            ),
-            (
-                "```python\nx, y = map(int, input().split())\nprint(x + y)\n```",
-                ["x - y", "x - y"],
+                "```python\ndef solve(a, b):\n    print(max(a, b) - 2)\n```",
             ),
         ];
         for (s, want) in cases {
-            let f = flaw_code(s, &mut rng).unwrap();
-            assert!(want.iter().any(|w| f.contains(w)), "{f}");
-            assert_eq!(f.lines().count(), s.lines().count());
+            assert_eq!(flaw_code(s, &mut rng).unwrap(), want);
         }
     }
 

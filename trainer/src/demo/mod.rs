@@ -49,8 +49,8 @@ pub struct DemoArgs {
     /// The reward-server binary [default: the one next to this executable].
     #[arg(long, value_name = "PATH")]
     pub reward_server: Option<PathBuf>,
-    /// Grading workers of the reward server.
-    #[arg(long, default_value_t = 1)]
+    /// Grading workers of the reward server (sandbox processes for code).
+    #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// A few steps of every phase with tiny sizes: checks the pipeline end
     /// to end in about a minute (its numbers mean nothing).
@@ -75,12 +75,14 @@ struct Plan {
     sft_epochs: usize,
     sft_batch: usize,
     sft_lr: f64,
-    /// Fraction of SFT demonstrations given a slip ([`flaws`]).
+    /// Fraction of SFT demonstrations given a flaw ([`flaws`]).
     flaw_fraction: f64,
     /// (name, max response tokens, steps) of the math stages.
     math_stages: Vec<(&'static str, usize, u64)>,
     code_stages: Vec<(&'static str, usize, u64)>,
     prompts_per_batch: usize,
+    /// Code rollouts cost more to grade (a sandboxed CPython run per item).
+    code_prompts_per_batch: usize,
     group: usize,
     rl_lr: f64,
     eval_k: usize,
@@ -108,12 +110,13 @@ impl Plan {
             sft_epochs: 4,
             sft_batch: 16,
             sft_lr: 2e-3,
-            flaw_fraction: 0.4,
-            math_stages: vec![("math-48", 48, 60), ("math-64", 64, 60)],
-            code_stages: vec![("code-64", 64, 80)],
-            prompts_per_batch: 16,
+            flaw_fraction: 0.6,
+            math_stages: vec![("math-48", 48, 50), ("math-64", 64, 50)],
+            code_stages: vec![("code-64", 64, 60)],
+            prompts_per_batch: 32,
+            code_prompts_per_batch: 16,
             group: 8,
-            rl_lr: 5e-5,
+            rl_lr: 1e-4,
             eval_k: 8,
             eval_tokens: 64,
         }
@@ -143,6 +146,7 @@ impl Plan {
             math_stages: vec![("math-16", 16, 1), ("math-24", 24, 1)],
             code_stages: vec![("code-24", 24, 1)],
             prompts_per_batch: 2,
+            code_prompts_per_batch: 2,
             group: 4,
             rl_lr: 1e-4,
             eval_k: 2,
@@ -237,7 +241,7 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
     let mut generated = tasks::generate(args.seed, &plan.sizes);
     let flawed = flaws::add_flaws(&mut generated, plan.flaw_fraction, args.seed);
     eprintln!(
-        "demo: {} of {} math and {} of {} code demonstrations carry a slip (as distilled data does)",
+        "demo: {} of {} math and {} of {} code demonstrations carry a flaw the verifier rejects (see demo/flaws.rs)",
         flawed.math,
         generated.sft_math.len(),
         flawed.code,
@@ -323,7 +327,10 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
         task,
         datasets: vec![data.to_path_buf()],
         max_response_tokens: tokens,
-        prompts_per_batch: plan.prompts_per_batch,
+        prompts_per_batch: match task {
+            Task::Math => plan.prompts_per_batch,
+            Task::Code => plan.code_prompts_per_batch,
+        },
         group_size: plan.group,
         lr: plan.rl_lr,
         warmup_steps: 0,
