@@ -102,6 +102,8 @@ def main():
     if not base_path.exists():
         sys.exit(f"{base_path} not found: run `make demo` first (or pass --demo)")
     base = base_path.read_text()
+    # Paths the demo wrote relative to where it ran (the repository root).
+    base = re.sub(r'"(runs/[^"]*)"', lambda m: '"' + str(ROOT / m.group(1)) + '"', base)
     outdir = ROOT / "bench" / "out" / "rl_experiments"
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)

@@ -233,6 +233,8 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // The configs written below name absolute paths, so they run from anywhere.
+    let out = std::path::absolute(&out).with_context(|| format!("resolving {}", out.display()))?;
     let binary = server::find_binary(args.reward_server.as_deref())?;
     let phase =
         |n: u32, what: &str| eprintln!("demo [{n}/5] {what} ({:.0} s)", started.elapsed().as_secs_f64());
