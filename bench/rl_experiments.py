@@ -14,7 +14,7 @@ pass@1, temperature 0.6) at the start and the end. Prints a Markdown table
 per experiment and writes bench/out/rl_experiments/{results.json,table.md}
 and each run's directory (metrics.jsonl, eval.jsonl, plots/, report.md).
 
-Usage: python3 bench/rl_experiments.py [--demo runs/demo-seed1] [--steps 60]
+Usage: python3 bench/rl_experiments.py [--demo runs/demo-seed1] [--steps 60] [--only a|b|c]
 (build first: cargo build --release -p trainer -p reward-server).
 """
 
@@ -96,6 +96,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", default=str(ROOT / "runs" / "demo-seed1"))
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--only", choices=["a", "b", "c"], help="run one experiment only")
     args = ap.parse_args()
     demo = pathlib.Path(args.demo)
     base_path = demo / "rl.toml"
@@ -107,16 +108,24 @@ def main():
     outdir = ROOT / "bench" / "out" / "rl_experiments"
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
+    # The server's log goes to a file: a pipe nobody reads would fill up
+    # and block the server.
+    server_log = outdir / "reward-server.log"
     server = subprocess.Popen(
-        [str(TARGET / "reward-server"), "serve", "--listen", "127.0.0.1:0", "--workers", "1"],
-        stderr=subprocess.PIPE, text=True)
+        [str(TARGET / "reward-server"), "serve", "--listen", "127.0.0.1:0", "--workers", "2"],
+        stderr=server_log.open("w"))
     url = None
-    for line in server.stderr:
-        if "listening on " in line:
-            url = line.split("listening on ")[1].strip()
+    for _ in range(600):
+        found = re.search(r"listening on (\S+)", server_log.read_text())
+        if found:
+            url = found.group(1)
             break
+        if server.poll() is not None:
+            break
+        time.sleep(0.1)
     if url is None:
-        sys.exit("reward-server did not start")
+        server.kill()
+        sys.exit(f"reward-server did not start; see {server_log}")
     target = "target_entropy = 0.3\ngain = 0.15\nmax_step = 0.05"
     experiments = [
         ("(a) sampling temperature", [
@@ -137,6 +146,8 @@ def main():
     md = [f"Steps per run: {args.steps}; start: {demo}.\n"]
     try:
         for title, runs in experiments:
+            if args.only and not title.startswith(f"({args.only})"):
+                continue
             rows = []
             for name, overrides, temperature in runs:
                 print(f"running {name} ...", file=sys.stderr, flush=True)
