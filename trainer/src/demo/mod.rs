@@ -210,8 +210,7 @@ const ENTROPY_WARMUP: u64 = 5;
 
 /// Runs `trainer demo`.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let report = demo(&args)?;
-    let _ = report;
+    demo(&args)?;
     Ok(())
 }
 
