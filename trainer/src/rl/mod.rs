@@ -48,7 +48,7 @@ use crate::model::Qwen2;
 use crate::optim::{accumulate, clip_grad_norm, named_grads, AdamW};
 use crate::runtime::{parse_device, parse_dtype};
 use crate::sample::SamplingParams;
-use crate::sft::list_step_dirs;
+use crate::sft::{list_step_dirs, prune_checkpoints, resume_point};
 use crate::tokenizer::Tokenizer;
 use config::{RlConfig, Stage};
 use data::{read_problems, Problem};
@@ -232,17 +232,7 @@ pub fn train(config: &RlConfig, resume: bool, stop_after: Option<u64>) -> Result
     let dtype = parse_dtype(&config.model.dtype).map_err(anyhow::Error::msg)?;
     let out = &config.output.dir;
     let ckpt_root = out.join("checkpoints");
-    let existing = list_checkpoints(&ckpt_root)?;
-    let resume_from = match (resume, existing.last()) {
-        (true, Some((_, dir))) => Some(dir.clone()),
-        (true, None) => bail!("--resume: no checkpoints in {}", ckpt_root.display()),
-        (false, Some((_, dir))) => bail!(
-            "{} already has checkpoints (newest {}); pass --resume to continue or choose another output.dir",
-            ckpt_root.display(),
-            dir.display()
-        ),
-        (false, None) => None,
-    };
+    let resume_from = resume_point(&ckpt_root, &list_checkpoints(&ckpt_root)?, resume)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let source = resume_from
         .clone()
@@ -926,14 +916,7 @@ impl Run<'_> {
         )?;
         std::fs::write(writer.dir().join("rl.toml"), self.config.to_toml())?;
         let dir = writer.finish()?;
-        let keep = self.config.output.keep_checkpoints;
-        if keep > 0 {
-            let all = list_checkpoints(&root)?;
-            for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
-                std::fs::remove_dir_all(old)
-                    .with_context(|| format!("removing old checkpoint {}", old.display()))?;
-            }
-        }
+        prune_checkpoints(&list_checkpoints(&root)?, self.config.output.keep_checkpoints)?;
         self.last_checkpoint = Some(dir.clone());
         Ok(dir)
     }

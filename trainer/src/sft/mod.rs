@@ -118,17 +118,7 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
     let dtype = parse_dtype(&config.model.dtype).map_err(anyhow::Error::msg)?;
     let out = &config.output.dir;
     let ckpt_root = out.join("checkpoints");
-    let existing = list_checkpoints(&ckpt_root)?;
-    let resume_from = match (resume, existing.last()) {
-        (true, Some((_, dir))) => Some(dir.clone()),
-        (true, None) => anyhow::bail!("--resume: no checkpoints in {}", ckpt_root.display()),
-        (false, Some((_, dir))) => anyhow::bail!(
-            "{} already has checkpoints (newest {}); pass --resume to continue or choose another output.dir",
-            ckpt_root.display(),
-            dir.display()
-        ),
-        (false, None) => None,
-    };
+    let resume_from = resume_point(&ckpt_root, &list_checkpoints(&ckpt_root)?, resume)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
 
     let source = resume_from
@@ -329,6 +319,33 @@ fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// The checkpoint a run starts from: the newest of `checkpoints` (those
+/// under `root`) with `resume`, none on a fresh start. Resuming without
+/// checkpoints, or starting afresh over them, is refused.
+pub fn resume_point(root: &Path, checkpoints: &[(u64, PathBuf)], resume: bool) -> Result<Option<PathBuf>> {
+    match (resume, checkpoints.last()) {
+        (true, Some((_, dir))) => Ok(Some(dir.clone())),
+        (true, None) => anyhow::bail!("--resume: no checkpoints in {}", root.display()),
+        (false, Some((_, dir))) => anyhow::bail!(
+            "{} already has checkpoints (newest {}); pass --resume to continue or choose another output.dir",
+            root.display(),
+            dir.display()
+        ),
+        (false, None) => Ok(None),
+    }
+}
+
+/// Deletes all but the newest `keep` of `checkpoints` (oldest first; 0 keeps all).
+pub fn prune_checkpoints(checkpoints: &[(u64, PathBuf)], keep: usize) -> Result<()> {
+    if keep > 0 {
+        for (_, old) in checkpoints.iter().take(checkpoints.len().saturating_sub(keep)) {
+            std::fs::remove_dir_all(old)
+                .with_context(|| format!("removing old checkpoint {}", old.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// `(step, dir)` of the SFT checkpoints under `root`, oldest first.
 pub fn list_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
     list_step_dirs(root, "trainer_state.json")
@@ -377,14 +394,7 @@ fn save_checkpoint(
     )?;
     std::fs::write(writer.dir().join("sft.toml"), config.to_toml())?;
     let dir = writer.finish()?;
-    let keep = config.output.keep_checkpoints;
-    if keep > 0 {
-        let all = list_checkpoints(root)?;
-        for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
-            std::fs::remove_dir_all(old)
-                .with_context(|| format!("removing old checkpoint {}", old.display()))?;
-        }
-    }
+    prune_checkpoints(&list_checkpoints(root)?, config.output.keep_checkpoints)?;
     Ok(dir)
 }
 
