@@ -1,8 +1,10 @@
 //! End-to-end tests of the trainer: parity with Hugging Face `transformers`
-//! on the committed fixtures, the `trainer` command line, SFT runs, and the
-//! RL pipeline against the real reward server.
+//! on the committed fixtures, the `trainer` command line, SFT runs, the RL
+//! pipeline against the real reward server, and the `trainer data` curation
+//! commands.
 
 mod cli;
+mod curate;
 mod parity;
 mod rl;
 mod sft;

@@ -12,35 +12,7 @@ use trainer::demo::{demo, DemoArgs};
 use trainer::rl::config::RlConfig;
 use trainer::rl::StepRecord;
 
-/// The workspace's `reward-server` binary, built once (a no-op when
-/// `cargo test --workspace` has built it already).
-fn reward_server() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "reward-server",
-                "--bin",
-                "reward-server",
-            ])
-            .status()
-            .expect("running cargo build -p reward-server");
-        assert!(status.success(), "cargo build -p reward-server failed");
-        // This test binary is target/<profile>/deps/trainer-*; the server is
-        // target/<profile>/reward-server.
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join(format!("reward-server{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
-}
+use crate::util::reward_server;
 
 /// The quick demo's run directory (made once, shared by the tests).
 fn quick_demo() -> &'static Path {

@@ -1,6 +1,7 @@
 //! Paths and small helpers shared by the trainer's end-to-end tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// A directory under `tests/fixtures/`.
 pub(crate) fn fixture(name: &str) -> PathBuf {
@@ -22,4 +23,34 @@ pub(crate) fn ids(v: &serde_json::Value) -> Vec<u32> {
         .iter()
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
+}
+
+/// The workspace's `reward-server` binary, built once (a no-op when
+/// `cargo test --workspace` has built it already).
+pub(crate) fn reward_server() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "reward-server",
+                "--bin",
+                "reward-server",
+            ])
+            .status()
+            .expect("running cargo build -p reward-server");
+        assert!(status.success(), "cargo build -p reward-server failed");
+        // This test binary is target/<profile>/deps/trainer-*; the server is
+        // target/<profile>/reward-server.
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join(format!("reward-server{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
 }

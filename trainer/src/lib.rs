@@ -6,6 +6,7 @@
 //! DeepSeek-R1-Distill-Qwen) and the demo's tiny model trained on CPU.
 
 pub mod bench;
+pub mod curate;
 pub mod demo;
 pub mod generate;
 pub mod init;

@@ -1,4 +1,5 @@
-//! The `trainer` command line: generation, supervised fine-tuning and benchmarks.
+//! The `trainer` command line: generation, supervised fine-tuning, RL, data
+//! curation and benchmarks.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
-    /// CPU threads for tensor work (0: all cores, or RAYON_NUM_THREADS).
+    /// CPU threads for tensor work and `trainer data` (0: all cores, or RAYON_NUM_THREADS).
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
     #[command(subcommand)]
@@ -29,6 +30,9 @@ enum Command {
     Tokenizer(trainer::init::TokenizerArgs),
     /// Create a randomly initialised checkpoint around a tokenizer.
     Init(trainer::init::InitArgs),
+    /// Data curation on JSONL prompt sets: decontaminate, dedup, filter-math,
+    /// validate-code, difficulty.
+    Data(trainer::curate::DataArgs),
     /// CPU throughput benchmark of the tiny model (train, sample, GRPO step),
     /// mirroring bench/anchors/torch_tiny_gpt.py.
     Bench(trainer::bench::BenchArgs),
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => trainer::demo::run(args),
         Command::Tokenizer(args) => trainer::init::run_tokenizer(args),
         Command::Init(args) => trainer::init::run_init(args),
+        Command::Data(args) => trainer::curate::run(args),
         Command::Bench(args) => trainer::bench::run(args),
     };
     match result {
