@@ -107,7 +107,9 @@ impl Plan {
             kv_heads: 2,
             intermediate: 384,
             context: 192,
-            sft_epochs: 4,
+            // 4 epochs left the arithmetic half learnt (held-out answers right
+            // ignoring the box: 8% after 4 epochs, 67% after 8).
+            sft_epochs: 8,
             sft_batch: 16,
             sft_lr: 2e-3,
             flaw_fraction: 0.6,
