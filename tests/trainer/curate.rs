@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use trainer::demo::server::RewardServer;
+use trainer::local_server::RewardServer;
 
 use crate::util::reward_server;
 

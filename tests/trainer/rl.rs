@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use trainer::demo::server::RewardServer;
 use trainer::demo::{demo, DemoArgs};
+use trainer::local_server::RewardServer;
 use trainer::rl::config::RlConfig;
 use trainer::rl::StepRecord;
 

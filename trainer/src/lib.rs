@@ -10,6 +10,7 @@ pub mod curate;
 pub mod demo;
 pub mod generate;
 pub mod init;
+pub mod local_server;
 pub mod model;
 pub mod ops;
 pub mod optim;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use reward_client::{GradeResult, Item, RewardClient};
 
-use crate::demo::server::{find_binary, RewardServer};
+use crate::local_server::{find_binary, RewardServer};
 
 /// Where grading happens.
 #[derive(Debug, Clone, Args)]

@@ -13,7 +13,6 @@
 //!    `report.json`, `report.md` and the curves; stop the server.
 
 pub mod flaws;
-pub mod server;
 pub mod tasks;
 
 use std::fmt::Write as _;
@@ -107,8 +106,8 @@ impl Plan {
             kv_heads: 2,
             intermediate: 384,
             context: 192,
-            // 4 epochs left the arithmetic half learnt (held-out answers right
-            // ignoring the box: 8% after 4 epochs, 67% after 8).
+            // After 4 epochs the arithmetic was barely learnt (held-out answers
+            // right ignoring the box: 8% after 4 epochs, 67% after 8).
             sft_epochs: 8,
             sft_batch: 16,
             sft_lr: 2e-3,
@@ -236,7 +235,7 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     // The configs written below name absolute paths, so they run from anywhere.
     let out = std::path::absolute(&out).with_context(|| format!("resolving {}", out.display()))?;
-    let binary = server::find_binary(args.reward_server.as_deref())?;
+    let binary = crate::local_server::find_binary(args.reward_server.as_deref())?;
     let phase =
         |n: u32, what: &str| eprintln!("demo [{n}/5] {what} ({:.0} s)", started.elapsed().as_secs_f64());
 
@@ -316,7 +315,7 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
     let sft_summary = crate::sft::train(&sft, false, None)?;
 
     phase(3, "starting reward-server");
-    let server = server::RewardServer::start(
+    let server = crate::local_server::RewardServer::start(
         &binary,
         args.workers,
         &out.join("reward-server.log"),

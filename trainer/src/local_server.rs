@@ -1,4 +1,5 @@
-//! A `reward-server serve` child process on 127.0.0.1, for the demo.
+//! A `reward-server serve` child process on 127.0.0.1, for the runs that
+//! start their own (`trainer demo`, `trainer data` without `--reward-url`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
