@@ -15,6 +15,8 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod progress;
+pub mod resume;
 pub mod rl;
 pub mod runtime;
 pub mod sample;

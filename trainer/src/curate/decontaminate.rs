@@ -27,7 +27,8 @@ use super::jsonl::{
     ensure_distinct, id_string, parse_fields, required_string, At, AtomicOutput, LineReader, CHUNK,
 };
 use super::normalize::{normalize, Words};
-use super::report::{percent, progress, Summary};
+use super::report::{percent, Summary};
+use crate::progress::bytes as progress;
 
 /// Seed of the word hashes.
 const SEED: u64 = 0x6465_636f_6e74_616d;

@@ -36,7 +36,8 @@ use super::jsonl::{
 };
 use super::minhash::{shingles, similarity, LshParams, MinHasher};
 use super::normalize::normalize;
-use super::report::{percent, progress, Summary};
+use super::report::{percent, Summary};
+use crate::progress::bytes as progress;
 
 /// Most prompts kept in one LSH bucket.
 pub const MAX_BUCKET: usize = 256;

@@ -31,7 +31,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::jsonl::{ensure_distinct, id_string, kind, parse_fields, At, AtomicOutput, LineReader, CHUNK};
-use super::report::{percent, progress, Summary};
+use super::report::{percent, Summary};
+use crate::progress::bytes as progress;
 
 /// A fraction in [0, 1], exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

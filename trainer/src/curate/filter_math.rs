@@ -32,7 +32,8 @@ use super::grader::{Grader, GraderArgs};
 use super::jsonl::{
     ensure_distinct, id_string, kind, parse_fields, required_string, At, AtomicOutput, LineReader, CHUNK,
 };
-use super::report::{percent, progress, Summary};
+use super::report::{percent, Summary};
+use crate::progress::bytes as progress;
 
 /// Arguments of `trainer data filter-math`.
 #[derive(Debug, Clone, Args)]

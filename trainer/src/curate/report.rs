@@ -1,25 +1,8 @@
-//! What the `trainer data` commands show: a progress bar on stderr while
-//! they stream, and a summary table on stdout at the end.
+//! What the `trainer data` commands print at the end: a summary table on
+//! stdout (their progress bars are [`crate::progress::bytes`]).
 
 use std::fmt::Write as _;
 use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-/// A progress bar over `total` bytes of input, labelled `what`. Hidden with
-/// `quiet`; indicatif also draws nothing when stderr is not a terminal.
-pub fn progress(what: &str, total: u64, quiet: bool) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if quiet {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} | {msg} | ETA {eta}")
-            .expect("a valid template"),
-    );
-    bar.set_prefix(what.to_string());
-    bar
-}
 
 /// A two-column summary: a title, then rows of a label and a value (rows
 /// may be indented under the one before).

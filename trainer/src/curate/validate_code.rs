@@ -34,7 +34,8 @@ use serde_json::Value;
 
 use super::grader::{Grader, GraderArgs};
 use super::jsonl::{ensure_distinct, id_string, kind, parse_fields, At, AtomicOutput, LineReader};
-use super::report::{percent, progress, Summary};
+use super::report::{percent, Summary};
+use crate::progress::bytes as progress;
 
 /// Problems graded per round of requests.
 const PROBLEMS_PER_ROUND: usize = 64;

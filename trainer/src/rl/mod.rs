@@ -46,9 +46,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::checkpoint::{self, CheckpointWriter, AUX_FILES, MAX_SHARD_BYTES};
 use crate::model::Qwen2;
 use crate::optim::{accumulate, clip_grad_norm, named_grads, AdamW};
+use crate::resume::{list_step_dirs, prune_checkpoints, resume_point, truncate_after_step};
 use crate::runtime::{parse_device, parse_dtype};
 use crate::sample::SamplingParams;
-use crate::sft::{list_step_dirs, prune_checkpoints, resume_point};
 use crate::tokenizer::Tokenizer;
 use config::{RlConfig, Stage};
 use data::{read_problems, Problem};
@@ -267,8 +267,8 @@ pub fn train(config: &RlConfig, resume: bool, stop_after: Option<u64>) -> Result
             .context("loading optimizer state")?;
         state = serde_json::from_str(&std::fs::read_to_string(dir.join("rl_state.json"))?)
             .context("reading rl_state.json")?;
-        truncate_jsonl(&metrics_path, state.step, |v| v["step"].as_u64())?;
-        truncate_jsonl(&eval_path, state.step, |v| v["step"].as_u64())?;
+        truncate_after_step(&metrics_path, state.step)?;
+        truncate_after_step(&eval_path, state.step)?;
         tracing::info!(
             step = state.step,
             stage = state.stage,
@@ -481,8 +481,8 @@ impl Run<'_> {
             temperature = temp.current(),
             "starting stage"
         );
-        let bar = progress_bar(
-            &stage.name,
+        let bar = crate::progress::steps(
+            Some(&stage.name),
             total,
             self.state.stage_step,
             self.config.output.progress,
@@ -961,38 +961,4 @@ fn epoch_order(active: &[usize], seed: u64) -> Vec<usize> {
     let mut order = active.to_vec();
     order.shuffle(&mut StdRng::seed_from_u64(seed));
     order
-}
-
-fn progress_bar(stage: &str, total: u64, done: u64, visible: bool) -> indicatif::ProgressBar {
-    let bar = if visible {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} steps | {msg} | ETA {eta}")
-            .expect("a valid template"),
-    );
-    bar.set_prefix(stage.to_string());
-    bar.set_position(done);
-    bar
-}
-
-/// Drops lines of a JSONL file whose step is past `step`.
-fn truncate_jsonl(path: &Path, step: u64, step_of: impl Fn(&serde_json::Value) -> Option<u64>) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let kept: String = std::fs::read_to_string(path)?
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| step_of(&v))
-                .is_some_and(|s| s <= step)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(path, kept)?;
-    Ok(())
 }

@@ -30,6 +30,7 @@ use crate::model::checkpoint::{self, CheckpointWriter, AUX_FILES, MAX_SHARD_BYTE
 use crate::model::Qwen2;
 use crate::ops;
 use crate::optim::{accumulate, clip_grad_norm, named_grads, AdamW};
+use crate::resume::{prune_checkpoints, resume_point};
 use crate::runtime::{parse_device, parse_dtype};
 use crate::schedule::Schedule;
 use crate::tokenizer::Tokenizer;
@@ -187,7 +188,7 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
         opt.load(&dir.join("optimizer.safetensors"))
             .context("loading optimizer state")?;
         state = serde_json::from_str(&std::fs::read_to_string(dir.join("trainer_state.json"))?)?;
-        truncate_metrics(&metrics_path, state.step)?;
+        crate::resume::truncate_after_step(&metrics_path, state.step)?;
         tracing::info!(step = state.step, "resuming from {}", dir.display());
     } else if metrics_path.exists() {
         std::fs::remove_file(&metrics_path)?;
@@ -201,7 +202,7 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
         "starting SFT"
     );
 
-    let bar = progress_bar(total_steps, state.step);
+    let bar = crate::progress::steps(None, total_steps, state.step, true);
     let mut metrics_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -309,65 +310,9 @@ pub fn evaluate(model: &Qwen2, examples: &[Example], batch_size: usize, device: 
     Ok(total / tokens.max(1) as f64)
 }
 
-fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps | {msg} | ETA {eta}")
-            .expect("a valid template"),
-    );
-    bar.set_position(done);
-    bar
-}
-
-/// The checkpoint a run starts from: the newest of `checkpoints` (those
-/// under `root`) with `resume`, none on a fresh start. Resuming without
-/// checkpoints, or starting afresh over them, is refused.
-pub fn resume_point(root: &Path, checkpoints: &[(u64, PathBuf)], resume: bool) -> Result<Option<PathBuf>> {
-    match (resume, checkpoints.last()) {
-        (true, Some((_, dir))) => Ok(Some(dir.clone())),
-        (true, None) => anyhow::bail!("--resume: no checkpoints in {}", root.display()),
-        (false, Some((_, dir))) => anyhow::bail!(
-            "{} already has checkpoints (newest {}); pass --resume to continue or choose another output.dir",
-            root.display(),
-            dir.display()
-        ),
-        (false, None) => Ok(None),
-    }
-}
-
-/// Deletes all but the newest `keep` of `checkpoints` (oldest first; 0 keeps all).
-pub fn prune_checkpoints(checkpoints: &[(u64, PathBuf)], keep: usize) -> Result<()> {
-    if keep > 0 {
-        for (_, old) in checkpoints.iter().take(checkpoints.len().saturating_sub(keep)) {
-            std::fs::remove_dir_all(old)
-                .with_context(|| format!("removing old checkpoint {}", old.display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// `(step, dir)` of the SFT checkpoints under `root`, oldest first.
 pub fn list_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    list_step_dirs(root, "trainer_state.json")
-}
-
-/// `(step, dir)` of the `step-N` directories under `root` that hold
-/// `marker` (the file a run writes last into a checkpoint), oldest first.
-pub fn list_step_dirs(root: &Path, marker: &str) -> Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    if root.is_dir() {
-        for entry in std::fs::read_dir(root)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
-                if entry.path().join(marker).exists() {
-                    found.push((step, entry.path()));
-                }
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    crate::resume::list_step_dirs(root, "trainer_state.json")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -396,23 +341,4 @@ fn save_checkpoint(
     let dir = writer.finish()?;
     prune_checkpoints(&list_checkpoints(root)?, config.output.keep_checkpoints)?;
     Ok(dir)
-}
-
-/// Drops metrics records past `step` (written after the checkpoint being resumed).
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let kept: Vec<String> = std::fs::read_to_string(path)?
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<Metrics>(l)
-                .map(|m| m.step <= step)
-                .unwrap_or(false)
-        })
-        .map(str::to_string)
-        .collect();
-    let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, text)?;
-    Ok(())
 }
