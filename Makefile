@@ -7,7 +7,7 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 TRAINER := $(or $(CARGO_TARGET_DIR),target)/release/trainer
 SEED ?= 1
 
-.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer diff-math clean
+.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer diff-math kernels check-cuda bench-logprob bench-gpu clean
 
 ## The recipe in small on the CPU: synthetic math and code tasks, a tiny
 ## Qwen2 model, SFT, then math and code GRPO against a local reward-server.
@@ -76,6 +76,32 @@ bench-http:
 ## Makes the pinned torch venv (bench/.venv-torch, ~5.4 GB) on first use.
 bench-trainer:
 	bench/trainer_bench.sh
+
+## Compile every kernels/*.cu to PTX for sm_80 and sm_90, warnings as
+## errors, and assemble it with ptxas; no GPU needed (CI runs it). Uses the
+## pinned CUDA 13.0 nvcc from PyPI (kernels/nvcc.sh, ~300 MB in
+## ~/.cache/acereason), or NVCC=path.
+kernels:
+	kernels/build.sh
+
+## `cargo check` of the trainer with its `cuda` feature against that nvcc (no
+## GPU or toolkit needed), in $(CUDA_CHECK_DIR). Slow the first time (about
+## 20 min on 2 cores: candle-kernels compiles all of candle's CUDA kernels),
+## so CI leaves it out.
+CUDA_CHECK_DIR ?= $(or $(CARGO_TARGET_DIR),target)/cuda-check
+check-cuda:
+	PATH="$$(kernels/nvcc.sh | tail -n 1):$$PATH" CUDA_COMPUTE_CAP=$${CUDA_COMPUTE_CAP:-90} \
+		CARGO_TARGET_DIR=$(CUDA_CHECK_DIR) $(CARGO) check --locked -p trainer --features cuda --lib --tests --examples
+
+## The fused token log-prob/entropy op vs the unfused candle composition on
+## the CPU at vocab 152,064: time and peak memory (ARGS="--rows 256,512 ...").
+bench-logprob:
+	$(CARGO) run --release --locked -p trainer --example logprob_bench -- $(ARGS)
+
+## On a machine with an NVIDIA GPU and the CUDA toolkit: the kernels against
+## the CPU op, fused vs unfused on [16384 x 152064] bf16, a GRPO step.
+bench-gpu:
+	bench/gpu.sh
 
 ## Differential check against math-verify; report in bench/out/diff.md.
 diff-math:

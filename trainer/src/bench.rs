@@ -251,8 +251,9 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
             // logits[:, :-1], by dropping the last position before the LM head.
             let hidden = model.forward(&inputs, None, None)?;
             let logits = model.logits(&hidden.narrow(1, 0, t - 1)?)?;
-            let logp = ops::token_logprobs(&logits, &targets)?;
-            let entropy = ops::entropy(&logits)?;
+            // Both from one pass over the logits; the entropy gets no gradient.
+            let stats = ops::token_stats(&logits, &targets, 1.0)?;
+            let (logp, entropy) = (stats.logprobs, stats.entropy.detach());
             let loss = (logp * &weights)?.sum_all()?;
             let grads = loss.backward()?;
             opt.step(&named_grads(&vars, &grads), lr)?;

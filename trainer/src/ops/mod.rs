@@ -11,6 +11,11 @@
 //! through the `gemm` crate candle itself uses (a safe wrapper in `gemm.rs`):
 //! [`linear`], the attention and the two halves of a layer (`block.rs`), whose
 //! backward passes keep their intermediate activations out of candle's graph.
+//!
+//! [`token_stats`] (log-sum-exp, target log-probability and entropy at a
+//! temperature, `logprob.rs`) goes further: its fused path also takes `bf16`
+//! and `f16` logits, and runs on CUDA too with the `cuda` feature
+//! (`kernels/logprob.cu`, see `kernels/README.md`).
 
 mod adamw;
 mod attention;
@@ -30,7 +35,10 @@ pub use attention::{
 };
 pub use block::{attention_block, attention_block_reference, mlp_block, mlp_block_reference};
 pub use linear::{linear, linear_reference, linear_t};
-pub use logprob::{entropy, token_logprobs, token_logprobs_reference};
+pub use logprob::{
+    entropy, fused_path, token_logprobs, token_logprobs_reference, token_stats, token_stats_reference,
+    TokenStats,
+};
 pub use rms_norm::{rms_norm, rms_norm_reference};
 pub use rope::{rope, rope_reference};
 pub use softmax::{log_softmax_last_dim, log_softmax_reference, softmax_last_dim, softmax_reference};

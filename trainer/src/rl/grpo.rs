@@ -128,15 +128,11 @@ pub fn collate(seqs: &[&Sequence], pad: u32, device: &Device) -> Result<MicroBat
 }
 
 /// Log-probabilities `(b, t)` of the batch's targets under
-/// `softmax(logits / temperature)`.
+/// `softmax(logits / temperature)`, through the fused [`ops::token_stats`]:
+/// the logits are neither scaled into a copy nor turned into a softmax.
 pub fn logprobs(model: &Qwen2, batch: &MicroBatch, temperature: f64) -> Result<Tensor> {
     let logits = model.forward_logits(&batch.inputs, None, None)?;
-    let scaled = if temperature == 1.0 {
-        logits
-    } else {
-        (logits / temperature)?
-    };
-    ops::token_logprobs(&scaled, &batch.targets)
+    Ok(ops::token_stats(&logits, &batch.targets, temperature)?.logprobs)
 }
 
 /// The loss of one micro-batch and what it measured.
@@ -256,6 +252,27 @@ mod tests {
             vec![0.0, -1.0, -2.0, -3.0]
         );
         assert_eq!(b.tokens, 3);
+    }
+
+    #[test]
+    fn logprobs_are_under_the_tempered_softmax() -> Result<()> {
+        let model = Qwen2::init(crate::model::Config::tiny(), 3, DType::F32, &Device::Cpu)?;
+        let seq = Sequence {
+            prompt: vec![1, 2, 3],
+            response: vec![400, 5, 61, 7],
+            advantage: 1.0,
+            trained: true,
+            sampler_logprobs: vec![0.0; 4],
+        };
+        let b = collate(&[&seq], 0, &Device::Cpu)?;
+        let logits = model.forward_logits(&b.inputs, None, None)?;
+        for t in [1.0, 0.6] {
+            let got = logprobs(&model, &b, t)?;
+            let want = ops::token_logprobs_reference(&(&logits / t)?, &b.targets)?;
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "T {t}: off by {diff}");
+        }
+        Ok(())
     }
 
     fn batch(adv: &[f32], mask: &[f32]) -> MicroBatch {
