@@ -228,7 +228,9 @@ pub enum TemperaturePolicy {
         /// Highest temperature allowed.
         #[serde(default = "default_max_t")]
         max: f64,
-        /// Gain on the relative entropy error, in log-temperature per step.
+        /// Gain on the entropy error `ln(target / entropy)`, in log-temperature
+        /// per step (see rl/temperature.rs: keep it below 1 / the model's
+        /// `d ln H / d ln T`).
         #[serde(default = "default_gain")]
         gain: f64,
         /// Largest change of log-temperature in one step.
@@ -524,6 +526,53 @@ impl Stage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped recipe file parses, validates and has the papers' shape.
+    #[test]
+    fn the_acereason_recipe_file_is_the_papers_curriculum() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/acereason-nemotron.toml");
+        let c = RlConfig::from_file(&path).unwrap();
+        let shape: Vec<(Task, usize, bool)> = c
+            .stages
+            .iter()
+            .map(|s| (s.task, s.max_response_tokens, s.overlong_filter))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (Task::Math, 8192, true),
+                (Task::Math, 16384, true),
+                (Task::Math, 24576, false),
+                (Task::Math, 32768, false),
+                (Task::Code, 24576, false),
+                (Task::Code, 32768, false),
+            ]
+        );
+        let split = DifficultyFilter {
+            attempts: 16,
+            max_solved: 14,
+        };
+        assert_eq!(c.stages[2].difficulty_filter, Some(split));
+        for s in &c.stages {
+            assert_eq!(
+                (s.ppo_epochs, s.kl_beta),
+                (1, 0.0),
+                "{}: strict on-policy, no KL",
+                s.name
+            );
+            assert!(
+                matches!(s.temperature, TemperaturePolicy::TargetEntropy { target_entropy, .. } if target_entropy == 0.3)
+            );
+            if s.task == Task::Code {
+                assert_eq!(s.easy_filter, Some(s.group_size - 1), "{}", s.name);
+            }
+            assert!(s
+                .datasets
+                .iter()
+                .all(|d| d.is_absolute() || d.starts_with(path.parent().unwrap())));
+        }
+        assert_eq!((c.eval.temperature, c.eval.top_p), (0.6, 0.95));
+    }
 
     const BASE: &str = r#"
 [model]
