@@ -131,31 +131,9 @@ struct Args {
     grpo_layers: usize,
 }
 
-/// As the `trainer` binary does (its `keep_freed_memory`): glibc's malloc
-/// keeps freed memory for reuse instead of mapping every large tensor afresh,
-/// so a step does not re-fault and re-zero its working set. Both paths run
-/// as they would in training.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn keep_freed_memory() {
-    const M_TRIM_THRESHOLD: i32 = -1;
-    const M_MMAP_MAX: i32 = -4;
-    extern "C" {
-        fn mallopt(param: i32, value: i32) -> i32;
-    }
-    // SAFETY: mallopt only sets allocator parameters; it is called once, at
-    // the start of main, before any other thread exists.
-    unsafe {
-        mallopt(M_MMAP_MAX, 0);
-        mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}
-
 fn main() -> Result<()> {
-    keep_freed_memory();
+    // As in the `trainer` binary, so both paths run as they would in training.
+    trainer::runtime::keep_freed_memory();
     let args = Args::parse();
     let device = match args.device.as_str() {
         "cpu" => Device::Cpu,

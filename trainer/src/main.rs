@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    keep_freed_memory();
+    trainer::runtime::keep_freed_memory();
     let cli = Cli::parse();
     trainer::runtime::set_threads(cli.threads);
     let result = match cli.command {
@@ -67,30 +67,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Tells glibc's malloc to keep freed memory for reuse. Every candle op
-/// allocates its output, and with the defaults a tensor of a few MB comes
-/// from a fresh `mmap` and goes back with `munmap` (or the heap is trimmed),
-/// so each step of training re-faults and zeroes its working set: a third of
-/// a training step's time on the tiny model was in the kernel's page-fault
-/// path (see docs/BENCHMARKS.md, "Trainer CPU throughput vs PyTorch").
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn keep_freed_memory() {
-    const M_TRIM_THRESHOLD: i32 = -1;
-    const M_MMAP_MAX: i32 = -4;
-    extern "C" {
-        fn mallopt(param: i32, value: i32) -> i32;
-    }
-    // SAFETY: mallopt only sets allocator parameters; it is called once,
-    // before any other thread exists. No allocation is mapped on its own
-    // (the heap serves them all, however large) and the heap is not trimmed
-    // below 1 GiB of free memory.
-    unsafe {
-        mallopt(M_MMAP_MAX, 0);
-        mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}

@@ -44,6 +44,35 @@ pub fn set_threads(threads: usize) {
         .build_global();
 }
 
+/// Tells glibc's malloc to keep freed memory for reuse. Every candle op
+/// allocates its output, and with the defaults a tensor of a few MB comes
+/// from a fresh `mmap` and goes back with `munmap` (or the heap is trimmed),
+/// so each step of training re-faults and zeroes its working set: a third of
+/// a training step's time on the tiny model was in the kernel's page-fault
+/// path (see docs/BENCHMARKS.md, "Trainer CPU throughput vs PyTorch").
+/// Call it first thing in `main`, before any other thread starts (the
+/// `trainer` binary and `examples/logprob_bench.rs` do).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn keep_freed_memory() {
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_MAX: i32 = -4;
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    // SAFETY: mallopt only sets allocator parameters; it is called once,
+    // at the start of main, before any other thread exists. No allocation is mapped on its own
+    // (the heap serves them all, however large) and the heap is not trimmed
+    // below 1 GiB of free memory.
+    unsafe {
+        mallopt(M_MMAP_MAX, 0);
+        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn keep_freed_memory() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
