@@ -150,6 +150,43 @@ pub enum CodeTests {
     },
 }
 
+/// How a program's output is compared with the expected output (code
+/// items): our own rule, or the rule of a benchmark's runner. Each mode is
+/// described, side by side, in the server's `docs/CODE.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CompareMode {
+    /// Our rule: tokens per line; integers exact, other numbers within 1e-6.
+    #[default]
+    Default,
+    /// LiveCodeBench's runner: lines compared after `strip()`, else as
+    /// lists of `Decimal`s; return values with Python's `==`; its import
+    /// preamble and `sys.set_int_max_str_digits(50000)`.
+    Lcb,
+    /// The APPS runner's leniencies (stripped lines, one float per line
+    /// within numpy's `allclose`, lines as unordered sets of tokens); `[v]`
+    /// and `v` both match an expected `[v]`.
+    Apps,
+    /// EvalPlus: Python's `==`, else `allclose(rtol=1e-7, atol)` for
+    /// floats of the same type (`atol` 1e-6 when the item gives none and
+    /// the expected value is floats).
+    Evalplus,
+}
+
+/// What the `reward` of a result is (any item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RewardMode {
+    /// 1.0 when the verdict is `correct`, else 0.0.
+    #[default]
+    Binary,
+    /// `passed / total` over all the test cases (code items run every
+    /// case, as with `all_cases`); verl's `continuous` scoring.
+    Fraction,
+}
+
 /// One case: an input and the expected output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -193,6 +230,24 @@ pub struct Item {
     /// Run every case and report `passed`/`total` instead of stopping at the first failure.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all_cases: bool,
+    /// CPU budget per test case in seconds of native CPython (code items),
+    /// converted to fuel with the server's calibrated factor; instead of
+    /// `time_limit_s`. The default for the benchmark `compare` modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_native_s: Option<f64>,
+    /// How outputs are compared (code items); `default` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareMode>,
+    /// Absolute tolerance for floats (`compare: "evalplus"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atol: Option<f64>,
+    /// `binary` (default) or `fraction` (`passed / total`, every case run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<RewardMode>,
+    /// The whole `response` is the program (code items): no fenced block is
+    /// looked for. For already extracted code and HumanEval completions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_code: bool,
     /// Any other field, kept and sent as is; the server ignores it. Not
     /// part of the OpenAPI schema. A key that repeats a named field (`"id"`,
     /// `"task"`, ...) would be sent twice; don't.
@@ -246,6 +301,11 @@ impl Item {
             time_limit_s: None,
             memory_limit_mb: None,
             all_cases: false,
+            time_limit_native_s: None,
+            compare: None,
+            atol: None,
+            reward: None,
+            raw_code: false,
             extra: Map::new(),
         }
     }
@@ -289,6 +349,42 @@ impl Item {
     #[must_use]
     pub fn all_cases(mut self, all: bool) -> Item {
         self.all_cases = all;
+        self
+    }
+
+    /// Sets the CPU budget per test case in seconds of native CPython (code
+    /// items).
+    #[must_use]
+    pub fn time_limit_native_s(mut self, seconds: f64) -> Item {
+        self.time_limit_native_s = Some(seconds);
+        self
+    }
+
+    /// Sets how outputs are compared (code items).
+    #[must_use]
+    pub fn compare(mut self, mode: CompareMode) -> Item {
+        self.compare = Some(mode);
+        self
+    }
+
+    /// Sets the absolute float tolerance of `compare: "evalplus"`.
+    #[must_use]
+    pub fn atol(mut self, atol: f64) -> Item {
+        self.atol = Some(atol);
+        self
+    }
+
+    /// Sets what the reward is: binary, or the fraction of cases passed.
+    #[must_use]
+    pub fn reward(mut self, mode: RewardMode) -> Item {
+        self.reward = Some(mode);
+        self
+    }
+
+    /// Takes the whole response as the program (code items).
+    #[must_use]
+    pub fn raw_code(mut self, raw: bool) -> Item {
+        self.raw_code = raw;
         self
     }
 
@@ -345,6 +441,36 @@ mod tests {
                 "id": 3, "task": "code", "response": "```python\nprint(int(input()) * 2)\n```",
                 "tests": tests, "time_limit_s": 0.3, "memory_limit_mb": 256, "all_cases": true,
             })
+        );
+    }
+
+    #[test]
+    fn benchmark_options_round_trip() {
+        let item = Item::code("print(1)", json!({"type": "stdio", "cases": []}))
+            .time_limit_native_s(6.0)
+            .compare(CompareMode::Lcb)
+            .reward(RewardMode::Fraction)
+            .raw_code(true);
+        let wire = json!({
+            "task": "code", "response": "print(1)", "tests": {"type": "stdio", "cases": []},
+            "time_limit_native_s": 6.0, "compare": "lcb", "reward": "fraction", "raw_code": true,
+        });
+        assert_eq!(serde_json::to_value(&item).unwrap(), wire);
+        assert_eq!(serde_json::from_value::<Item>(wire).unwrap(), item);
+        let plus = Item::code("x", json!(null))
+            .compare(CompareMode::Evalplus)
+            .atol(1e-3);
+        assert_eq!(serde_json::to_value(&plus).unwrap()["atol"], json!(0.001));
+        let err = serde_json::from_value::<Item>(json!({"task": "code", "response": "x", "compare": "taco"}))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown variant `taco`, expected one of `default`, `lcb`, `apps`, `evalplus`"
+        );
+        assert!(
+            serde_json::from_value::<Item>(json!({"task": "math", "response": "x", "reward": "half"}))
+                .is_err()
         );
     }
 

@@ -45,7 +45,7 @@ mod result;
 
 use serde::{Deserialize, Serialize};
 
-pub use item::{CodeTests, ExtractMode, Id, IoCase, Item, Task};
+pub use item::{CodeTests, CompareMode, ExtractMode, Id, IoCase, Item, RewardMode, Task};
 pub use result::{GradeResult, Verdict};
 
 /// The request body: the items to grade, each as `reward-server grade`

@@ -135,7 +135,8 @@ pub struct GradeResult {
     /// The item's `problem_id`, or null.
     #[serde(default)]
     pub problem_id: Option<Id>,
-    /// 1.0 when the verdict is `correct`, else 0.0.
+    /// 1.0 when the verdict is `correct`, else 0.0; with `"reward":
+    /// "fraction"`, `passed / total`.
     pub reward: f64,
     /// What was decided.
     pub verdict: Verdict,

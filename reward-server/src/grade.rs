@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::{CodeTests, GradeResult, Id, Item, Task, Verdict};
+use crate::api::{CodeTests, GradeResult, Id, Item, RewardMode, Task, Verdict};
 use crate::{code, math};
 
 /// An input that could not be turned into an [`Item`].
@@ -164,6 +164,7 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
             r
         }
         Task::Code => {
+            let fraction = item.reward == Some(RewardMode::Fraction);
             let outcome = match tests {
                 None => Err("code items need a `tests` field".to_string()),
                 Some(tests) => Ok(code::workers::verify_item(&code::workers::Job {
@@ -171,13 +172,22 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
                     tests,
                     time_limit_s: item.time_limit_s,
                     memory_limit_mb: item.memory_limit_mb,
-                    all_cases: item.all_cases,
+                    all_cases: item.all_cases || fraction,
+                    time_limit_native_s: item.time_limit_native_s,
+                    rules: code::Rules {
+                        compare: item.compare.unwrap_or_default(),
+                        atol: item.atol,
+                        raw_code: item.raw_code,
+                    },
                 })),
             };
             match outcome {
                 Ok(out) => {
                     let mut r = result(id, pid, out.verdict, out.error, started);
                     (r.passed, r.total) = (out.passed, out.total);
+                    if fraction && out.total > 0 && r.verdict != Verdict::Invalid {
+                        r.reward = f64::from(out.passed) / f64::from(out.total);
+                    }
                     r
                 }
                 Err(why) => result(id, pid, Verdict::Invalid, Some(why), started),
@@ -268,5 +278,40 @@ mod tests {
             Input::from_line(line, 3),
             Input::Item { tests: None, .. }
         ));
+    }
+
+    #[test]
+    fn fraction_rewards_count_every_case() {
+        if crate::sandbox::test_sandbox().is_none() {
+            return;
+        }
+        let cases = r#"[{"input": "1", "output": "2"}, {"input": "2", "output": "4"}, {"input": "3", "output": "7"}]"#;
+        let item = |reward: &str| {
+            Input::from_line(
+                &format!(
+                    r#"{{"task": "code", "response": "```python\nprint(2 * int(input()))\n```", {reward} "tests": {{"type": "stdio", "cases": {cases}}}}}"#
+                ),
+                1,
+            )
+        };
+        let out = grade_batch(&[
+            item(r#""reward": "fraction","#),
+            item(""),
+            item(r#""reward": "binary","#),
+        ]);
+        assert_eq!(out[0].verdict, Verdict::WrongAnswer);
+        assert_eq!((out[0].passed, out[0].total), (2, 3), "every case ran");
+        assert!((out[0].reward - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(
+            (out[1].reward, out[1].passed),
+            (0.0, 2),
+            "binary stops at the first failure"
+        );
+        assert_eq!(out[2].reward, 0.0);
+        let math = Input::from_line(
+            r#"{"task": "math", "response": "\\boxed{2}", "answer": "2", "reward": "fraction"}"#,
+            1,
+        );
+        assert_eq!(grade_batch(&[math])[0].reward, 1.0);
     }
 }

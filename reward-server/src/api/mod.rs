@@ -11,6 +11,6 @@
 //! [`crate::grade::Input`] reads them as [`CodeTests`].
 
 pub use reward_api::{
-    CodeTests, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardRequest, RewardResponse, Task,
-    Verdict,
+    CodeTests, CompareMode, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardMode, RewardRequest,
+    RewardResponse, Task, Verdict,
 };

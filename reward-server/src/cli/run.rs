@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{io_err, CliError};
-use crate::code::{compare, item_limits};
+use crate::code::compare;
+use crate::code::modes::CompareMode;
+use crate::code::time_limit::{code_limits, fuel_to_native_seconds};
 use crate::sandbox::limits::FUEL_PER_SECOND;
 use crate::sandbox::{CaseEnd, CaseInput, Mode, Program, Sandbox};
 
@@ -28,6 +30,9 @@ pub struct RunArgs {
     /// CPU budget in seconds, counted in instructions (fuel) as when grading.
     #[arg(long, value_name = "SECONDS", default_value_t = 6.0)]
     pub time_limit: f64,
+    /// CPU budget in seconds of native CPython instead (converted to fuel with the calibrated factor, as `time_limit_native_s`).
+    #[arg(long, value_name = "SECONDS")]
+    pub time_limit_native: Option<f64>,
     /// Memory limit in MiB (the interpreter itself takes 40).
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub memory_limit: u64,
@@ -70,12 +75,24 @@ fn read_input(path: &PathBuf, what: &'static str) -> Result<Vec<u8>, CliError> {
 /// last line on stderr with the verdict, fuel (as seconds of budget) and
 /// wall time.
 pub fn run_program(args: &RunArgs) -> Result<RunReport, CliError> {
-    let limits = item_limits(Some(args.time_limit), Some(args.memory_limit)).map_err(|e| {
+    let fuel_time = args.time_limit_native.is_none().then_some(args.time_limit);
+    let limits = code_limits(
+        fuel_time,
+        args.time_limit_native,
+        Some(args.memory_limit),
+        CompareMode::Default,
+    )
+    .map_err(|e| {
         CliError::Usage(
             e.replace("`time_limit_s`", "--time-limit")
+                .replace("`time_limit_native_s`", "--time-limit-native")
                 .replace("`memory_limit_mb`", "--memory-limit"),
         )
     })?;
+    let budget = match args.time_limit_native {
+        Some(n) => format!("{n} native s"),
+        None => format!("{} s", args.time_limit),
+    };
     if args.program.as_os_str() == "-" && args.stdin.as_ref().is_some_and(|p| p.as_os_str() == "-") {
         return Err(CliError::Usage(
             "the program and --stdin cannot both be standard input".into(),
@@ -153,8 +170,7 @@ pub fn run_program(args: &RunArgs) -> Result<RunReport, CliError> {
                 (CaseEnd::TimeLimit, _) => RunReport {
                     verdict: "time_limit",
                     detail: Some(format!(
-                        "over the {} s CPU budget (or its wall-clock backstop)",
-                        args.time_limit
+                        "over the {budget} CPU budget (or its wall-clock backstop)"
                     )),
                 },
                 (CaseEnd::MemoryLimit, _) => RunReport {
@@ -178,11 +194,14 @@ pub fn run_program(args: &RunArgs) -> Result<RunReport, CliError> {
         }
         (None, None) => return Err(CliError::Sandbox("the sandbox ran no case".into())),
     };
-    let seconds = fuel as f64 / FUEL_PER_SECOND as f64;
+    // CPU in the budget's unit: fuel seconds, or native seconds.
+    let used = match args.time_limit_native {
+        Some(_) => format!("{:.3} native s", fuel_to_native_seconds(fuel)),
+        None => format!("{:.3} s", fuel as f64 / FUEL_PER_SECOND as f64),
+    };
     let mut line = format!(
-        "reward-server run: {} · CPU {seconds:.3} s of {} s ({fuel} fuel) · wall {:.1} ms",
+        "reward-server run: {} · CPU {used} of {budget} ({fuel} fuel) · wall {:.1} ms",
         report.verdict,
-        args.time_limit,
         run.elapsed.as_secs_f64() * 1e3
     );
     if let Some(detail) = &report.detail {

@@ -14,6 +14,8 @@
 
 pub mod compare;
 pub mod extract;
+pub mod modes;
+pub mod time_limit;
 pub mod value;
 pub mod workers;
 
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::Verdict;
 pub use crate::api::{CodeTests, IoCase};
 use crate::sandbox::{CaseEnd, CaseInput, CaseRun, KeepGoing, Limits, Mode, Program, Sandbox};
+pub use modes::Rules;
 
 /// Longest `time_limit_s` an item may ask for.
 pub const MAX_TIME_LIMIT_S: f64 = 60.0;
@@ -159,16 +162,16 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
-/// Whether `run` passed its case; the failure's verdict and reason if not.
-fn judge(run: &CaseRun, expected: &Expected) -> Result<(), (Verdict, String)> {
+/// Whether `run` passed its case under `rules`; the failure's verdict and
+/// reason if not.
+fn judge(run: &CaseRun, expected: &Expected, rules: &Rules) -> Result<(), (Verdict, String)> {
     let fail = |verdict, why: String| Err((verdict, why));
     match (&run.end, expected) {
-        (CaseEnd::Finished, Expected::Stdout(want)) => {
-            if compare::outputs_match(&String::from_utf8_lossy(&run.stdout), want) {
-                Ok(())
-            } else {
-                fail(Verdict::WrongAnswer, "wrong output".into())
-            }
+        (CaseEnd::Finished, Expected::Stdout(want)) => stdout_verdict(run, want, rules),
+        // The benchmark modes compare the output of a program that exited
+        // (their runners swallow `SystemExit`).
+        (CaseEnd::Exited(_), Expected::Stdout(want)) if rules.compares_after_exit() => {
+            stdout_verdict(run, want, rules)
         }
         (CaseEnd::Finished, Expected::Success) => Ok(()),
         (CaseEnd::Finished, Expected::Value(_)) => fail(
@@ -176,7 +179,7 @@ fn judge(run: &CaseRun, expected: &Expected) -> Result<(), (Verdict, String)> {
             "the program exited before the function returned".into(),
         ),
         (CaseEnd::Returned(json), Expected::Value(want)) => match value::parse(json) {
-            Ok(got) if value::values_match(&got, want) => Ok(()),
+            Ok(got) if rules.values_match(&got, want) => Ok(()),
             Ok(_) => fail(Verdict::WrongAnswer, "wrong return value".into()),
             Err(e) => fail(Verdict::WrongAnswer, format!("the return value is unusable: {e}")),
         },
@@ -213,7 +216,16 @@ fn judge(run: &CaseRun, expected: &Expected) -> Result<(), (Verdict, String)> {
     }
 }
 
-/// Runs the program in `response` against `tests`.
+/// Whether a stdio case's output is `want` under `rules`.
+fn stdout_verdict(run: &CaseRun, want: &str, rules: &Rules) -> Result<(), (Verdict, String)> {
+    if rules.outputs_match(&String::from_utf8_lossy(&run.stdout), want) {
+        Ok(())
+    } else {
+        Err((Verdict::WrongAnswer, "wrong output".into()))
+    }
+}
+
+/// Runs the program in `response` against `tests` under our default rules.
 pub fn verify(
     sandbox: &Sandbox,
     response: &str,
@@ -221,6 +233,22 @@ pub fn verify(
     limits: &Limits,
     all_cases: bool,
 ) -> CodeOutcome {
+    verify_with(sandbox, response, tests, limits, all_cases, &Rules::default())
+}
+
+/// Runs the program in `response` against `tests` under `rules` (how the
+/// program is found, its preamble, how outputs compare).
+pub fn verify_with(
+    sandbox: &Sandbox,
+    response: &str,
+    tests: &CodeTests,
+    limits: &Limits,
+    all_cases: bool,
+    rules: &Rules,
+) -> CodeOutcome {
+    if let Err(why) = rules.check() {
+        return CodeOutcome::invalid(why);
+    }
     let (mode, inputs, expected) = match plan(tests) {
         Ok(plan) => plan,
         Err(why) => return CodeOutcome::invalid(why),
@@ -235,7 +263,12 @@ pub fn verify(
     if expected.is_empty() {
         return done(Verdict::Invalid, 0, Some("`tests.cases` is empty".into()));
     }
-    let Some(code) = extract::extract_code(response) else {
+    let found = if rules.raw_code {
+        Some(response)
+    } else {
+        extract::extract_code(response)
+    };
+    let Some(code) = found else {
         return done(
             Verdict::NoAnswer,
             0,
@@ -247,10 +280,11 @@ pub fn verify(
         Arc::new(|_, _| true)
     } else {
         let expected = Arc::clone(&expected);
-        Arc::new(move |k, run| judge(run, &expected[k]).is_ok())
+        let rules = *rules;
+        Arc::new(move |k, run| judge(run, &expected[k], &rules).is_ok())
     };
     let program = Program {
-        source: code.to_string(),
+        source: format!("{}{code}", rules.preamble()),
         mode,
     };
     let run = match sandbox.run_cases(program, inputs, limits, keep_going) {
@@ -279,7 +313,7 @@ pub fn verify(
     let mut first_failure: Option<(Verdict, String)> = None;
     for (k, (case, want)) in run.cases.iter().zip(expected.iter()).enumerate() {
         let Some(case) = case else { continue };
-        match judge(case, want) {
+        match judge(case, want, rules) {
             Ok(()) => passed += 1,
             Err((verdict, why)) => {
                 first_failure.get_or_insert((verdict, format!("case {}: {why}", k + 1)));

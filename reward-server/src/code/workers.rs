@@ -21,7 +21,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::{item_limits, shared_sandbox_or_error, verify, CodeOutcome, CodeTests};
+use super::time_limit::code_limits;
+use super::{shared_sandbox_or_error, verify_with, CodeOutcome, CodeTests, Rules};
 
 /// The hidden subcommand that runs a worker.
 pub const WORKER_SUBCOMMAND: &str = "sandbox-worker";
@@ -38,8 +39,12 @@ pub struct Job<'a> {
     pub time_limit_s: Option<f64>,
     /// The item's `memory_limit_mb`.
     pub memory_limit_mb: Option<u64>,
-    /// The item's `all_cases`.
+    /// The item's `all_cases` (or implied by `"reward": "fraction"`).
     pub all_cases: bool,
+    /// The item's `time_limit_native_s`.
+    pub time_limit_native_s: Option<f64>,
+    /// The item's `compare`, `atol` and `raw_code`.
+    pub rules: Rules,
 }
 
 /// A job as a worker reads it.
@@ -50,16 +55,32 @@ struct OwnedJob {
     time_limit_s: Option<f64>,
     memory_limit_mb: Option<u64>,
     all_cases: bool,
+    #[serde(default)]
+    time_limit_native_s: Option<f64>,
+    #[serde(default)]
+    rules: Rules,
 }
 
 /// Verifies `job` in this process.
 pub fn verify_in_process(job: &Job<'_>) -> CodeOutcome {
-    let limits = match item_limits(job.time_limit_s, job.memory_limit_mb) {
+    let limits = match code_limits(
+        job.time_limit_s,
+        job.time_limit_native_s,
+        job.memory_limit_mb,
+        job.rules.compare,
+    ) {
         Ok(limits) => limits,
         Err(why) => return CodeOutcome::invalid(why),
     };
     match shared_sandbox_or_error() {
-        Ok(sandbox) => verify(sandbox, job.response, job.tests, &limits, job.all_cases),
+        Ok(sandbox) => verify_with(
+            sandbox,
+            job.response,
+            job.tests,
+            &limits,
+            job.all_cases,
+            &job.rules,
+        ),
         Err(why) => CodeOutcome::invalid(why),
     }
 }
@@ -244,6 +265,8 @@ pub fn serve_worker() -> io::Result<()> {
                 time_limit_s: job.time_limit_s,
                 memory_limit_mb: job.memory_limit_mb,
                 all_cases: job.all_cases,
+                time_limit_native_s: job.time_limit_native_s,
+                rules: job.rules,
             }),
             Err(e) => CodeOutcome::invalid(format!("the sandbox worker got an unreadable job: {e}")),
         };
@@ -276,6 +299,8 @@ mod tests {
             time_limit_s: None,
             memory_limit_mb: None,
             all_cases: false,
+            time_limit_native_s: None,
+            rules: Rules::default(),
         }
     }
 
