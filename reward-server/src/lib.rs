@@ -9,6 +9,9 @@
 //! ([`cli`]) and the HTTP service both go through `grade_batch`, so they always
 //! agree. [`summary`] turns results into accuracy, avg@n and pass@k.
 //!
+//! [`convert`] turns benchmark and dataset files (LiveCodeBench, APPS,
+//! TACO, HumanEval, EvalPlus, verl, math sets) into items.
+//!
 //! [`sandbox`] runs untrusted Python in CPython for WASI under wasmtime, with
 //! CPU (fuel), wall-clock, memory and output limits, all test cases of an
 //! item in one interpreter.
@@ -16,6 +19,7 @@
 pub mod api;
 pub mod cli;
 pub mod code;
+pub mod convert;
 pub mod grade;
 pub mod math;
 pub mod sandbox;

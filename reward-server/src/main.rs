@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reward_server::cli::{run_grade, run_program, CliError, GradeArgs, RunArgs};
+use reward_server::convert::{run_convert, ConvertArgs};
 use reward_server::serve::{run_serve, ServeArgs};
 
 /// Verifiable rewards for RL: checks math answers against the gold answer and runs programs against tests.
@@ -46,6 +47,17 @@ enum Command {
     /// did not, 2 on a usage error, 3 when a file could not be read or the sandbox
     /// is unavailable.
     Run(RunArgs),
+    /// Turn a benchmark's or dataset's files into items for `grade` (JSONL on stdout).
+    ///
+    /// Formats: lcb (LiveCodeBench), apps, taco (and DeepCoder rows), humaneval,
+    /// evalplus (HumanEval+/MBPP+), verl, math. Each problem gets the comparison
+    /// mode and time limit of its benchmark's own runner. Every problem or sample
+    /// that cannot be used is counted by reason on stderr.
+    ///
+    /// Exit status: 0 when the items were written (1 with --strict when anything was
+    /// skipped), 1 when a file could not be read or written, 2 on a usage error or an
+    /// unreadable file.
+    Convert(ConvertArgs),
     /// Serve rewards over HTTP: POST /v1/reward, GET /healthz, /metrics, /openapi.json.
     ///
     /// POST /v1/reward takes {"items": [ITEM, ...]} (the items of `grade`) and answers
@@ -70,6 +82,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Grade(args) => match run_grade(args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, 1),
+        },
+        Command::Convert(args) => match run_convert(args) {
+            Ok(done) if args.strict && !done.skips.is_empty() => ExitCode::FAILURE,
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(&e, 1),
         },

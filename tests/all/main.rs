@@ -3,8 +3,10 @@
 
 mod cli;
 mod client;
+mod formats;
 mod http;
 mod run;
 mod serve;
 mod testcases;
+mod trainers;
 mod util;

@@ -3,6 +3,9 @@
 - `RewardClient`: `reward(items)`, `health()`, batching, retries, round-robin.
 - `compute_score`, `compute_score_batch`: verl `custom_reward_function`s.
 - `make_trl_reward_func`: a reward function for TRL's `GRPOTrainer`.
+- `reward_client.openrlhf.reward_func`, `reward_client.slime.custom_rm`:
+  OpenRLHF's and slime's reward functions (their remote reward model
+  protocols are also served directly: `/v1/openrlhf`, `/v1/slime`).
 
 See clients/python/README.md.
 """

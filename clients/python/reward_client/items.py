@@ -27,7 +27,16 @@ __all__ = [
 CODE_SOURCE_MARKERS = ("code", "taco", "apps", "humaneval", "mbpp")
 
 # Optional per-item code fields copied from a ground-truth dict or extra_info.
-CODE_OPTION_KEYS = ("time_limit_s", "memory_limit_mb", "all_cases")
+CODE_OPTION_KEYS = (
+    "time_limit_s",
+    "time_limit_native_s",
+    "memory_limit_mb",
+    "all_cases",
+    "compare",
+    "atol",
+    "reward",
+    "raw_code",
+)
 
 _TEST_TYPES = ("stdio", "function", "assert")
 

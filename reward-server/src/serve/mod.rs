@@ -1,7 +1,9 @@
 //! `reward-server serve`: the HTTP reward service (axum on tokio):
 //! `POST /v1/reward` ([`reward`]), SandboxFusion's `POST /run_code`
-//! ([`run_code`], [`sandbox_fusion`]), `/healthz`, `/metrics` ([`metrics`])
-//! and `/openapi.json` ([`openapi`]).
+//! ([`run_code`], [`sandbox_fusion`]), OpenRLHF's and slime's remote reward
+//! models (`POST /v1/openrlhf`, `/v1/slime`: [`openrlhf`], [`slime`],
+//! labels mapped by [`labels`]), `/healthz`, `/metrics` ([`metrics`]) and
+//! `/openapi.json` ([`openapi`]).
 //!
 //! Requests are answered on tokio's threads; grading runs on a rayon pool of
 //! `--workers` threads (and code items in one sandbox worker process per
@@ -16,11 +18,15 @@
 //! skips its items not yet started. SIGTERM or SIGINT stops accepting
 //! connections, lets in-flight requests finish, and exits 0.
 
+pub mod labels;
 pub mod metrics;
 pub mod openapi;
+pub mod openrlhf;
+mod relay;
 pub mod reward;
 pub mod run_code;
 pub mod sandbox_fusion;
+pub mod slime;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +68,9 @@ pub struct ServeArgs {
     /// Run code items on the grading threads instead of in sandbox worker processes.
     #[arg(long)]
     pub in_process: bool,
+    /// TOML file saying how the labels of POST /v1/openrlhf and /v1/slime become items (task, answer/tests keys, compare, reward, limits) [default: math for text labels, code for labels holding tests].
+    #[arg(long, value_name = "FILE")]
+    pub label_config: Option<std::path::PathBuf>,
 }
 
 /// What every handler shares.
@@ -73,6 +82,8 @@ pub(crate) struct AppState {
     deadline: Duration,
     metrics: Metrics,
     next_request: AtomicU64,
+    /// How trainer labels become items.
+    labels: labels::LabelConfig,
 }
 
 impl AppState {
@@ -130,6 +141,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/reward", post(reward::reward))
         .route("/run_code", post(run_code::run_code))
+        .route("/v1/openrlhf", post(openrlhf::openrlhf))
+        .route("/v1/slime", post(slime::slime))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi::serve))
@@ -206,6 +219,10 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), CliError> {
             args.deadline_s
         )));
     }
+    let labels = match &args.label_config {
+        Some(path) => labels::LabelConfig::load(path).map_err(CliError::Usage)?,
+        None => labels::LabelConfig::default(),
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.workers.unwrap_or(0))
         .thread_name(|k| format!("grader-{k}"))
@@ -228,6 +245,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), CliError> {
         deadline: Duration::from_secs_f64(args.deadline_s),
         metrics: Metrics::default(),
         next_request: AtomicU64::new(0),
+        labels,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,8 +6,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::api::{
-    CodeTests, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardRequest, RewardResponse, Task,
-    Verdict,
+    CodeTests, CompareMode, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardMode, RewardRequest,
+    RewardResponse, Task, Verdict,
 };
 
 /// The service's OpenAPI document.
@@ -20,6 +20,8 @@ use crate::api::{
     paths(
         super::reward::reward,
         super::run_code::run_code,
+        super::openrlhf::openrlhf,
+        super::slime::slime,
         super::healthz,
         super::metrics_text
     ),
@@ -33,11 +35,17 @@ use crate::api::{
         Task,
         Id,
         ExtractMode,
+        CompareMode,
+        RewardMode,
         CodeTests,
         IoCase,
         super::sandbox_fusion::RunCodeRequest,
         super::sandbox_fusion::RunCodeResponse,
-        super::sandbox_fusion::ValidationError
+        super::sandbox_fusion::ValidationError,
+        super::openrlhf::OpenRlhfRequest,
+        super::openrlhf::OpenRlhfResponse,
+        super::openrlhf::ExtraLogs,
+        super::slime::SlimeRequest
     ))
 )]
 pub struct ApiDoc;
