@@ -20,7 +20,7 @@ demo: fetch-guest
 ## Run every test: unit tests, the sandbox tests (which need the guest, so
 ## fetch it first), the end-to-end tests and the math test cases.
 test: fetch-guest
-	$(CARGO) test --workspace --locked
+	REWARD_SERVER_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/reward-server $(CARGO) test --workspace --locked
 	REWARD_SERVER_BIN=$(or $(CARGO_TARGET_DIR),target)/debug/reward-server python3 -m unittest discover -s clients/python/tests
 
 ## Serve rewards over HTTP on 127.0.0.1:8080 (release build; Ctrl-C stops it).

@@ -25,23 +25,24 @@ pub(crate) fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-/// The workspace's `reward-server` binary, built once (a no-op when
-/// `cargo test --workspace` has built it already).
+/// The workspace's `reward-server` binary: `$REWARD_SERVER_BIN` when set
+/// (`make test` points it at the binary `cargo test --workspace` has just
+/// built), else built once with `cargo build --workspace`. Building with
+/// `-p reward-server` alone would resolve the dependencies' features
+/// differently from the workspace test build and recompile wasmtime.
 pub(crate) fn reward_server() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("REWARD_SERVER_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(bin.is_file(), "REWARD_SERVER_BIN={} is not a file", bin.display());
+            return bin;
+        }
         let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "reward-server",
-                "--bin",
-                "reward-server",
-            ])
+            .args(["build", "--quiet", "--workspace", "--bin", "reward-server"])
             .status()
-            .expect("running cargo build -p reward-server");
-        assert!(status.success(), "cargo build -p reward-server failed");
+            .expect("running cargo build --workspace --bin reward-server");
+        assert!(status.success(), "cargo build --bin reward-server failed");
         // This test binary is target/<profile>/deps/trainer-*; the server is
         // target/<profile>/reward-server.
         let exe = std::env::current_exe().unwrap();
