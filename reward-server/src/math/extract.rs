@@ -2,12 +2,20 @@
 //!
 //! `lenient` (the default) looks, in order, for the last `\boxed{}`/`\fbox{}`
 //! (several boxed answers at the very end form one multi-answer), an
-//! "answer is …" / "Answer: …" phrase, the last math span (`$…$`, `\(…\)`,
-//! `\[…\]`), and the last number. `boxed` only accepts `\boxed{}`/`\fbox{}`,
-//! which is what RL training wants: the model is rewarded for the format too.
-//! Every search here is one linear pass over the response.
+//! "answer is …" / "Answer: …" phrase (the math at the end of its sentence),
+//! the last math span (`$…$`, `\(…\)`, `\[…\]`), and the last stretch of
+//! math in the prose ([`prose`]). Answers that only connectors ("and", "or",
+//! commas) separate are taken together, so a hedge such as `$3$ or $4$` is
+//! graded as the list it is, never as its last part. `boxed` only accepts
+//! `\boxed{}`/`\fbox{}`, which is what RL training wants: the model is
+//! rewarded for the format too. Every search here is one linear pass over the
+//! response.
+//!
+//! [`prose`]: super::prose
 
 pub use crate::api::ExtractMode;
+
+use super::prose;
 
 /// Where an extracted answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +26,7 @@ pub enum Source {
     Phrase,
     /// The last `$…$`, `\(…\)` or `\[…\]`.
     MathSpan,
-    /// The last number in the text.
+    /// The last stretch of math in the prose (a number, an expression).
     LastNumber,
 }
 
@@ -53,15 +61,38 @@ pub fn extract(response: &str, mode: ExtractMode) -> Option<Extracted> {
             return Some(e);
         }
     }
-    if let Some(text) = last_math_span(response) {
-        if let Some(e) = non_empty(text.to_string(), Source::MathSpan) {
-            return Some(e);
+    let ends_answer = |at: usize| response[at..].trim().len() <= MAX_TRAILING;
+    if let Some((text, at)) = last_math_spans(response) {
+        if ends_answer(at) {
+            if let Some(e) = non_empty(text, Source::MathSpan) {
+                return Some(e);
+            }
         }
     }
-    last_number(response).map(|n| Extracted {
-        text: n.to_string(),
-        source: Source::LastNumber,
-    })
+    let (text, at) = prose::math_tail_at(response, true)?;
+    if !ends_answer(at) {
+        return None;
+    }
+    non_empty(text, Source::LastNumber)
+}
+
+/// Most text after the last math span or stretch of math for it to be taken
+/// as the final answer, in bytes: a response that goes on writing prose
+/// after its last math (a truncated or rambling output) has not stated a
+/// final answer with it.
+pub const MAX_TRAILING: usize = 300;
+
+/// The last boxed answers of `response`, as many as `count`, joined: the
+/// parts of one answer boxed one by one with prose between them ("the width
+/// is $\boxed{3}$ and the length is $\boxed{4}$"). `None` when there are
+/// fewer boxes.
+pub fn last_boxes(response: &str, count: usize) -> Option<String> {
+    let boxed = boxed_spans(response);
+    if count == 0 || boxed.len() < count {
+        return None;
+    }
+    let parts: Vec<&str> = boxed[boxed.len() - count..].iter().map(|b| b.content.trim()).collect();
+    Some(parts.join(", "))
 }
 
 /// The gold answer's text: every boxed part joined when it has any, else all of it.
@@ -99,6 +130,11 @@ fn boxed_spans(s: &str) -> Vec<BoxedSpan<'_>> {
     while i < b.len() {
         match b[i] {
             b'\\' => {
+                // `\\boxed` in doubly escaped output is a box too.
+                if s[i + 1..].starts_with("\\boxed") || s[i + 1..].starts_with("\\fbox") {
+                    i += 1;
+                    continue;
+                }
                 let rest = &s[i..];
                 let name_len = if rest.starts_with("\\boxed") {
                     6
@@ -177,9 +213,14 @@ fn final_boxed(s: &str, boxed: &[BoxedSpan<'_>]) -> Option<String> {
     while first > 0 && is_connector(&s[boxed[first - 1].end..boxed[first].start]) {
         first -= 1;
     }
-    let parts: Vec<&str> = boxed[first..].iter().map(|b| b.content.trim()).collect();
-    if parts.len() == 1 {
-        return Some(last.content.to_string());
+    // An empty box (`put the answer in \boxed{}`) is no part of the answer.
+    let parts: Vec<&str> = boxed[first..]
+        .iter()
+        .map(|b| b.content.trim())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.len() <= 1 {
+        return Some(parts.first().map_or(last.content, |p| p).to_string());
     }
     Some(parts.join(", "))
 }
@@ -188,6 +229,9 @@ fn final_boxed(s: &str, boxed: &[BoxedSpan<'_>]) -> Option<String> {
 fn is_connector(gap: &str) -> bool {
     if gap.len() > 80 {
         return false;
+    }
+    if is_hedge(gap) {
+        return true;
     }
     let cleaned = gap
         .replace("\\text", " ")
@@ -224,53 +268,105 @@ fn answer_phrase(s: &str) -> Option<String> {
     // Skip `:`, `**`, `is`, white space between the phrase and the answer.
     loop {
         let t = tail.trim_start_matches([':', '*', ' ', '\t']);
-        let t = t.strip_prefix("is ").unwrap_or(t);
+        let t = t.strip_prefix("is").filter(|r| r.starts_with([' ', ':', '\n', '\t'])).unwrap_or(t);
         if t.len() == tail.len() {
             break;
         }
         tail = t;
     }
     let line = tail.split('\n').next().unwrap_or("");
-    let line = line.trim();
-    if line.is_empty() {
+    let line = match line.trim() {
         // "**Final Answer**\n\n 5": the answer is on the next non-empty line.
-        let next = tail.lines().map(str::trim).find(|l| !l.is_empty())?;
-        return Some(first_sentence(next).to_string());
-    }
-    if let Some(span) = leading_math_span(line) {
-        return Some(span.to_string());
-    }
-    Some(first_sentence(line).to_string())
+        "" => tail.lines().map(str::trim).find(|l| !l.is_empty())?,
+        l => l,
+    };
+    let sentence = first_sentence(line);
+    // The math at the end of the sentence ("The largest $n$ is 34"), with
+    // what connectors join to it; a sentence of words is a text answer.
+    Some(prose::math_tail(sentence, false).unwrap_or_else(|| sentence.to_string()))
 }
 
-/// `line` up to the first sentence end (a `.` followed by white space or the end).
+/// `line` up to the first sentence end (a `.` followed by white space or the
+/// end, outside math spans).
 fn first_sentence(line: &str) -> &str {
     let b = line.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'.' && (i + 1 == b.len() || b[i + 1].is_ascii_whitespace()) {
-            return line[..i].trim_end_matches('*').trim();
+    let mut in_dollar = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'$' => in_dollar = !in_dollar,
+            b'.' if !in_dollar && (i + 1 == b.len() || b[i + 1].is_ascii_whitespace()) => {
+                return line[..i].trim_end_matches('*').trim();
+            }
+            _ => {}
         }
+        i += 1;
     }
     line.trim_end_matches('*').trim()
 }
 
-/// The math span a line starts with, if it does.
-fn leading_math_span(line: &str) -> Option<&str> {
-    for (open, close) in [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")] {
-        if let Some(rest) = line.strip_prefix(open) {
-            if let Some(end) = rest.find(close) {
-                return Some(&rest[..end]);
-            }
-        }
+/// Longest gap between two math spans that may still join them into one answer.
+const MAX_SPAN_GAP: usize = 80;
+
+/// The content of the last complete math span in `s`, joined with the spans
+/// just before it that only connectors separate from it (`$3$ or $4$`).
+fn last_math_spans(s: &str) -> Option<(String, usize)> {
+    let spans = math_spans(s);
+    let last = spans.len().checked_sub(1)?;
+    let mut first = last;
+    while first > 0
+        && spans[first].0 >= spans[first - 1].1
+        && spans[first].0 - spans[first - 1].1 <= MAX_SPAN_GAP
+        && is_span_connector(&s[spans[first - 1].1..spans[first].0])
+    {
+        first -= 1;
     }
-    None
+    let parts: Vec<&str> = spans[first..].iter().map(|&(_, _, a, z)| s[a..z].trim()).collect();
+    Some((parts.join(", "), spans[last].1))
 }
 
-/// The content of the last complete math span in `s`.
-fn last_math_span(s: &str) -> Option<&str> {
+/// True when `gap` offers a choice inside one sentence ("$3$, or maybe $4$",
+/// "\boxed{3} or possibly \boxed{4}"): the word "or" and no sentence end.
+/// The choices are then one answer with several parts, which a single gold
+/// never equals, so hedging earns nothing.
+fn is_hedge(gap: &str) -> bool {
+    let has_or = gap
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .any(|w| w.eq_ignore_ascii_case("or"));
+    let sentence_end = gap.contains(['?', '!', '\n']) || gap.contains(". ") || gap.trim_end().ends_with('.');
+    has_or && !sentence_end
+}
+
+/// True when `gap` (between two math spans) is only commas, "and", "or" and
+/// white space, with at least one comma or connector word, or a hedge.
+fn is_span_connector(gap: &str) -> bool {
+    if is_hedge(gap) {
+        return true;
+    }
+    let words: Vec<&str> = gap
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has_joint = gap.contains([',', ';']) || !words.is_empty();
+    has_joint && words.iter().all(|w| matches!(w.to_ascii_lowercase().as_str(), "and" | "or"))
+}
+
+/// Most math spans remembered while scanning (the last ones): the most
+/// that can join into one answer.
+const MAX_SPANS: usize = 64;
+
+/// The last complete math spans in `s`, at most [`MAX_SPANS`], in order:
+/// (start, end, content start, content end).
+fn math_spans(s: &str) -> Vec<(usize, usize, usize, usize)> {
     let b = s.as_bytes();
-    // (content start, content end) of the span that ends last.
-    let mut best: Option<(usize, usize)> = None;
+    let mut spans = std::collections::VecDeque::with_capacity(MAX_SPANS);
+    let mut push = |span| {
+        if spans.len() == MAX_SPANS {
+            spans.pop_front();
+        }
+        spans.push_back(span);
+    };
     let mut open_dollar: Option<(usize, usize)> = None; // (content start, delimiter width)
     let mut open_paren: Option<usize> = None;
     let mut open_bracket: Option<usize> = None;
@@ -283,12 +379,12 @@ fn last_math_span(s: &str) -> Option<&str> {
                     Some(b'[') => open_bracket = Some(i + 2),
                     Some(b')') => {
                         if let Some(st) = open_paren.take() {
-                            best = Some((st, i));
+                            push((st - 2, i + 2, st, i));
                         }
                     }
                     Some(b']') => {
                         if let Some(st) = open_bracket.take() {
-                            best = Some((st, i));
+                            push((st - 2, i + 2, st, i));
                         }
                     }
                     _ => {}
@@ -298,8 +394,8 @@ fn last_math_span(s: &str) -> Option<&str> {
             b'$' => {
                 let width = if b.get(i + 1) == Some(&b'$') { 2 } else { 1 };
                 match open_dollar {
-                    Some((st, _)) => {
-                        best = Some((st, i));
+                    Some((st, w)) => {
+                        push((st - w, i + width, st, i));
                         open_dollar = None;
                     }
                     None => open_dollar = Some((i + width, width)),
@@ -309,47 +405,7 @@ fn last_math_span(s: &str) -> Option<&str> {
             _ => i += 1,
         }
     }
-    best.map(|(a, z)| &s[a..z])
-}
-
-/// Longest number the last-number fallback takes, in bytes.
-const MAX_NUMBER_BYTES: usize = 256;
-
-/// The last number in the text: an optional sign, digits with `,` thousands
-/// groups, a decimal part, and an optional `/denominator`.
-fn last_number(s: &str) -> Option<&str> {
-    let b = s.as_bytes();
-    let mut end = b.len();
-    while end > 0 && !b[end - 1].is_ascii_digit() {
-        end -= 1;
-    }
-    if end == 0 {
-        return None;
-    }
-    let mut start = end;
-    while start > 0 && end - start < MAX_NUMBER_BYTES {
-        let c = b[start - 1];
-        let digit_before = start >= 2 && b[start - 2].is_ascii_digit();
-        // A comma only inside a thousands group: exactly three digits follow.
-        let group = c == b','
-            && b[start..]
-                .iter()
-                .take(4)
-                .take_while(|c| c.is_ascii_digit())
-                .count()
-                == 3
-            && b.get(start + 3).is_none_or(|c| !c.is_ascii_digit());
-        let inner_sep = (matches!(c, b'.' | b'/') || group) && digit_before && start < end;
-        if c.is_ascii_digit() || inner_sep {
-            start -= 1;
-        } else {
-            break;
-        }
-    }
-    if start > 0 && b[start - 1] == b'-' {
-        start -= 1;
-    }
-    Some(&s[start..end])
+    spans.into()
 }
 
 #[cfg(test)]
@@ -377,6 +433,10 @@ mod tests {
         assert_eq!(lenient(r).unwrap().0, "1, -2");
         let r = "Step: \\boxed{3} was wrong. We re-derive everything carefully and get \\boxed{4}";
         assert_eq!(lenient(r).unwrap().0, "4");
+        let r = "It is \\boxed{3}, or possibly \\boxed{4}";
+        assert_eq!(lenient(r).unwrap().0, "3, 4");
+        let r = "It is \\boxed{3}. Or is it? No: \\boxed{4}";
+        assert_eq!(lenient(r).unwrap().0, "4");
     }
 
     #[test]
@@ -391,19 +451,61 @@ mod tests {
             ("12".into(), Source::Phrase)
         );
         assert_eq!(lenient("**Answer:** 3.5.").unwrap().0, "3.5");
+        // Spans that "and" joins are one answer.
         assert_eq!(
             lenient("thus we get $x^2$ and \\(y=4\\).").unwrap(),
+            ("x^2, y=4".into(), Source::MathSpan)
+        );
+        assert_eq!(
+            lenient("thus we get $x^2$, so \\(y=4\\).").unwrap(),
             ("y=4".into(), Source::MathSpan)
         );
         assert_eq!(
             lenient("after all that it is 1,234 apples").unwrap(),
             ("1,234".into(), Source::LastNumber)
         );
-        assert_eq!(lenient("we try 3,4 and then 12,5").unwrap().0, "5");
+        // Read as written: `12,5` is not the number 5.
+        assert_eq!(lenient("we try 3,4 and then 12,5").unwrap().0, "12,5");
         assert_eq!(lenient("so 1,234,567 in all").unwrap().0, "1,234,567");
         assert_eq!(lenient("Answers: **Final answer** is 9").unwrap().0, "9");
         assert_eq!(lenient("no digits here"), None);
         assert_eq!(extract("The answer is 5.", ExtractMode::Boxed), None);
+    }
+
+    #[test]
+    fn phrase_takes_the_math_at_the_end_of_its_sentence() {
+        let r = "Final Answer: The largest $n$ is 34.";
+        assert_eq!(lenient(r).unwrap(), ("34".into(), Source::Phrase));
+        let r = "Final Answer: The final answer is $34$. I hope it is correct.";
+        assert_eq!(lenient(r).unwrap().0, "34");
+        assert_eq!(lenient("The answer is Tuesday.").unwrap().0, "Tuesday");
+        assert_eq!(lenient("The answer is (B).").unwrap().0, "(B)");
+        assert_eq!(lenient("Thus, the answer is:\n\\[ \\frac{207}{64} \\]").unwrap().0, "\\frac{207}{64}");
+    }
+
+    #[test]
+    fn hedges_are_taken_whole() {
+        assert_eq!(lenient("The answer is $3$ or $4$.").unwrap().0, "3, 4");
+        assert_eq!(lenient("So $x=3$ or $x=4$").unwrap().0, "x=3, x=4");
+        assert_eq!(lenient("so it is 3 or 4").unwrap().0, "3, 4");
+        assert_eq!(lenient("So $3$, or maybe $4$").unwrap().0, "3, 4");
+        assert_eq!(lenient("The answer is 5, not 7.").unwrap().0, "5");
+        assert_eq!(lenient("We get $y$. Then $x = 4$").unwrap().0, "x = 4");
+    }
+
+    #[test]
+    fn bare_latex_is_math() {
+        assert_eq!(lenient("The ratio is \\frac{10}{9}").unwrap().0, "\\frac{10}{9}");
+        assert_eq!(lenient("so p = .4").unwrap().0, "p = .4");
+        assert_eq!(lenient("the code is AZYUK2A"), None);
+    }
+
+    #[test]
+    fn last_boxes_for_answers_in_parts() {
+        let r = "The width is $\\boxed{3}$ and the length is $\\boxed{4}$.";
+        assert_eq!(lenient(r).unwrap().0, "4");
+        assert_eq!(last_boxes(r, 2).unwrap(), "3, 4");
+        assert_eq!(last_boxes(r, 3), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod normalize;
 pub mod parse;
 #[cfg(test)]
 mod properties;
+mod prose;
 pub mod surd;
 
 pub use extract::ExtractMode;
@@ -118,6 +119,11 @@ pub fn verify(answer: &str, response: &str, mode: ExtractMode) -> MathOutcome {
             )),
         );
     }
+    // A response that is the gold answer, character for character (`odd $n$`,
+    // an answer with words and math), needs no extraction.
+    if mode == ExtractMode::Lenient && response.trim() == answer.trim() {
+        return MathOutcome::new(Verdict::Correct, Some(response.trim().to_string()), None);
+    }
     let Some(found) = extract::extract(response, mode) else {
         let why = match mode {
             ExtractMode::Boxed => "no \\boxed{} answer in the response",
@@ -133,21 +139,40 @@ pub fn verify(answer: &str, response: &str, mode: ExtractMode) -> MathOutcome {
         let head: String = found.text.chars().take(200).collect();
         return MathOutcome::new(Verdict::WrongAnswer, Some(head), Some(why));
     }
-    let resp_n = normalize::normalize(&found.text);
-    let extracted = Some(found.text);
-    let text_match = || !gold_n.plain.is_empty() && gold_n.plain == resp_n.plain;
-    let (correct, error) = match (&gold_reading, read(&resp_n)) {
-        (Reading::Parsed(g), Ok(Reading::Parsed(r))) => (equiv::equivalent(g, &r), None),
-        (_, Ok(_)) => (text_match(), None),
-        (Reading::Text, Err(_)) => (text_match(), None),
-        (Reading::Parsed(_), Err(e)) => (false, Some(format!("response answer: {e}"))),
-    };
+    let (mut correct, error) = compare(&gold_n, &gold_reading, &found.text);
+    let mut extracted = found.text;
+    // An answer in several parts, each boxed on its own with prose between
+    // the boxes: the last as many boxes as the gold has parts. Only the
+    // last ones count, and a list must match as a whole, so boxing extra
+    // candidates earlier or later cannot win.
+    if !correct && found.source == extract::Source::Boxed {
+        if let Reading::Parsed(ast::Expr::List(parts)) = &gold_reading {
+            if let Some(text) = extract::last_boxes(response, parts.len()) {
+                if text != extracted && compare(&gold_n, &gold_reading, &text).0 {
+                    correct = true;
+                    extracted = text;
+                }
+            }
+        }
+    }
     let verdict = if correct {
         Verdict::Correct
     } else {
         Verdict::WrongAnswer
     };
-    MathOutcome::new(verdict, extracted, if correct { None } else { error })
+    MathOutcome::new(verdict, Some(extracted), if correct { None } else { error })
+}
+
+/// Compares an extracted answer with the gold: (equal, parse error of the answer).
+fn compare(gold_n: &Normalized, gold: &Reading, answer: &str) -> (bool, Option<String>) {
+    let resp_n = normalize::normalize(answer);
+    let text_match = || !gold_n.plain.is_empty() && gold_n.plain == resp_n.plain;
+    match (gold, read(&resp_n)) {
+        (Reading::Parsed(g), Ok(Reading::Parsed(r))) => (equiv::equivalent(g, &r), None),
+        (_, Ok(_)) => (text_match(), None),
+        (Reading::Text, Err(_)) => (text_match(), None),
+        (Reading::Parsed(_), Err(e)) => (false, Some(format!("response answer: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -178,8 +203,10 @@ mod tests {
         let out = verify("5", "\\boxed{5 +}", ExtractMode::Lenient);
         assert_eq!(out.verdict, Verdict::WrongAnswer);
         assert!(out.error.unwrap().contains("cannot parse"));
-        // An unbalanced box is no box: lenient mode falls back to the last number.
-        assert_eq!(v("5", "\\boxed{5 \\frac{"), Verdict::Correct);
+        // An unbalanced box is no box, and the unfinished `5 \frac{` in it is
+        // not the number 5.
+        assert_eq!(v("5", "\\boxed{5 \\frac{"), Verdict::WrongAnswer);
+        assert_eq!(v("5", "\\boxed{5 and then 5"), Verdict::Correct);
     }
 
     /// Worst-case inputs stay bounded in stack (the parser caps tree depth)

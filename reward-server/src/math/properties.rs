@@ -105,8 +105,69 @@ fn term(c: i64, k: usize) -> String {
     format!("{} {mag}{x}", if c < 0 { "-" } else { "+" })
 }
 
+/// Notations of `p/q` (q ≥ 1, lowest terms) that prose writes without
+/// delimiters: integers with and without thousands groups, decimals with and
+/// without a leading zero, `\frac` with the sign outside or inside, `a/b`.
+fn prose_notations(p: i64, q: i64) -> Vec<String> {
+    let sign = if p < 0 { "-" } else { "" };
+    let a = p.abs();
+    if q == 1 {
+        let mut v = vec![p.to_string(), format!("{sign}{}", grouped(a.unsigned_abs(), ","))];
+        v.push(format!("{p}.0"));
+        return v;
+    }
+    let mut v = vec![
+        format!("{sign}\\frac{{{a}}}{{{q}}}"),
+        format!("\\frac{{{p}}}{{{q}}}"),
+        format!("{sign}\\dfrac{{{a}}}{{{q}}}"),
+        format!("{p}/{q}"),
+    ];
+    // A terminating decimal when q divides a power of ten.
+    if let Some(places) = (1..=6u32).find(|&k| 10i128.pow(k) % q as i128 == 0) {
+        let scaled = a as i128 * 10i128.pow(places) / q as i128;
+        let digits = format!("{:0>width$}", scaled, width = places as usize + 1);
+        let (int, frac) = digits.split_at(digits.len() - places as usize);
+        v.push(format!("{sign}{int}.{frac}"));
+        if int == "0" {
+            v.push(format!("{sign}.{frac}"));
+        }
+    }
+    v
+}
+
+/// Sentences a response may end with, the answer written bare in them.
+const PROSE: &[&str] = &[
+    "The ratio is {}",
+    "so p = {}",
+    "Therefore the value comes out to {}.",
+    "Adding everything up we get {} in total",
+    "{}",
+    "After simplifying, x = {} and we are done.",
+];
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_bare_number_in_prose_is_read_whole(p in -200_000i64..200_000, q in prop::sample::select(vec![1i64, 2, 3, 4, 5, 8, 9, 10, 16, 20, 25, 40, 125])) {
+        prop_assume!(gcd(p, q) == 1 || (p == 0 && q == 1));
+        let gold = if q == 1 { p.to_string() } else { format!("\\frac{{{p}}}{{{q}}}") };
+        let near = if q == 1 { (p + 1).to_string() } else { format!("\\frac{{{}}}{{{q}}}", p + 1) };
+        for written in prose_notations(p, q) {
+            for template in PROSE {
+                let response = template.replace("{}", &written);
+                let ext = crate::math::extract::extract(&response, ExtractMode::Lenient);
+                prop_assert!(ext.is_some(), "nothing extracted from {:?}", response);
+                prop_assert_eq!(verify(&gold, &response, ExtractMode::Lenient).verdict, Verdict::Correct, "{:?} vs {}", response, gold);
+                prop_assert_eq!(verify(&near, &response, ExtractMode::Lenient).verdict, Verdict::WrongAnswer, "{:?} vs {}", response, near);
+                // The number without its leading digit is another number.
+                if q == 1 && p.abs() >= 10 {
+                    let part = &p.abs().to_string()[1..];
+                    prop_assert_eq!(verify(part, &response, ExtractMode::Lenient).verdict, Verdict::WrongAnswer, "{:?} vs part {}", response, part);
+                }
+            }
+        }
+    }
 
     #[test]
     fn an_integer_in_any_notation_equals_itself(n in -10_000_000i64..10_000_000) {
