@@ -21,6 +21,8 @@ pub struct Number {
     /// Present for literals written with a decimal point (or in scientific
     /// notation with a fractional mantissa): they may stand for a rounded value.
     pub decimal: Option<Precision>,
+    /// For an integer written with a base subscript (`204_5`), the base.
+    pub base: Option<u8>,
 }
 
 /// How precisely a decimal literal was written.
@@ -38,7 +40,16 @@ impl Number {
         Number {
             value: BigRational::from_integer(n.into()),
             decimal: None,
+            base: None,
         }
+    }
+
+    /// The digits of an integer in `base` (2 to 36), most significant first.
+    pub fn digits_in(&self, base: u32) -> Option<String> {
+        if !self.value.is_integer() || !(2..=36).contains(&base) {
+            return None;
+        }
+        Some(self.value.numer().to_str_radix(base).to_ascii_uppercase())
     }
 
     /// True for a literal written as a plain integer (no decimal point).
@@ -121,6 +132,8 @@ pub enum RelOp {
     Ge,
     /// Set membership, `x \in [0, 1]`.
     In,
+    /// `\approx`: the right side is a rounding of the left.
+    Approx,
 }
 
 impl RelOp {
@@ -133,6 +146,7 @@ impl RelOp {
             RelOp::Gt => ">",
             RelOp::Ge => ">=",
             RelOp::In => "in",
+            RelOp::Approx => "~=",
         }
     }
 }
@@ -196,6 +210,23 @@ pub enum Expr {
     },
     /// An answer that is words, compared as a normalised string.
     Text(String),
+    /// `\sum_{var=lo}^{hi} body` (or `\prod`).
+    BigOp {
+        kind: BigOpKind,
+        var: String,
+        lo: Box<Expr>,
+        hi: Box<Expr>,
+        body: Box<Expr>,
+    },
+}
+
+/// Which big operator a [`Expr::BigOp`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BigOpKind {
+    /// `\sum`.
+    Sum,
+    /// `\prod`.
+    Prod,
 }
 
 impl Expr {
@@ -264,6 +295,11 @@ impl Expr {
             Expr::Tuple(v) | Expr::Set(v) | Expr::List(v) | Expr::Union(v) => v.iter().for_each(f),
             Expr::Matrix(rows) => rows.iter().flatten().for_each(f),
             Expr::Relation { terms, .. } => terms.iter().for_each(f),
+            Expr::BigOp { lo, hi, body, .. } => {
+                f(lo);
+                f(hi);
+                f(body);
+            }
         }
     }
 
@@ -313,6 +349,19 @@ impl Expr {
                 terms: terms.iter().map(&mut f).collect(),
                 ops: ops.clone(),
             },
+            Expr::BigOp {
+                kind,
+                var,
+                lo,
+                hi,
+                body,
+            } => Expr::BigOp {
+                kind: *kind,
+                var: var.clone(),
+                lo: b(lo),
+                hi: b(hi),
+                body: b(body),
+            },
         }
     }
 
@@ -326,13 +375,20 @@ impl Expr {
         found
     }
 
-    /// Free variable names, sorted and deduplicated.
+    /// Free variable names, sorted and deduplicated (a sum's index is bound).
     pub fn variables(&self) -> Vec<String> {
         fn walk(e: &Expr, out: &mut Vec<String>) {
-            if let Expr::Var(v) = e {
-                out.push(v.clone());
+            match e {
+                Expr::Var(v) => out.push(v.clone()),
+                Expr::BigOp { var, lo, hi, body, .. } => {
+                    walk(lo, out);
+                    walk(hi, out);
+                    let mut inner = Vec::new();
+                    walk(body, &mut inner);
+                    out.extend(inner.into_iter().filter(|v| v != var));
+                }
+                _ => e.for_each_child(|c| walk(c, out)),
             }
-            e.for_each_child(|c| walk(c, out));
         }
         let mut out = Vec::new();
         walk(self, &mut out);
@@ -355,6 +411,11 @@ fn write_list(f: &mut fmt::Formatter<'_>, open: &str, items: &[Expr], close: &st
 
 impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(b) = self.base {
+            if let Some(digits) = self.digits_in(u32::from(b)) {
+                return write!(f, "{digits}_{b}");
+            }
+        }
         if self.value.denom().is_one() {
             write!(f, "{}", self.value.numer())
         } else {
@@ -431,6 +492,19 @@ impl fmt::Display for Expr {
                 Ok(())
             }
             Expr::Text(s) => write!(f, "text({s:?})"),
+            Expr::BigOp {
+                kind,
+                var,
+                lo,
+                hi,
+                body,
+            } => {
+                let name = match kind {
+                    BigOpKind::Sum => "sum",
+                    BigOpKind::Prod => "prod",
+                };
+                write!(f, "{name}_{{{var}={lo}}}^{{{hi}}}({body})")
+            }
         }
     }
 }

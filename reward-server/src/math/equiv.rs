@@ -58,9 +58,52 @@ pub fn equivalent(gold: &Expr, resp: &Expr) -> bool {
             return true;
         }
     }
-    let golds = alternatives(plain_form(gold));
-    let resps = alternatives(plain_form(resp));
+    let golds = readings(gold, is_decimal(resp));
+    let resps = readings(resp, is_decimal(gold));
     golds.iter().any(|g| resps.iter().any(|r| same(g, r)))
+}
+
+/// True when the whole answer is a decimal literal (a rounded value).
+fn is_decimal(e: &Expr) -> bool {
+    decimal_precision(&plain_form(e)).is_some()
+}
+
+/// Every reading of a whole answer: its plain form (rule 2) with the
+/// percent and degree alternatives, and for `exact \approx decimal` the
+/// decimal too when the other answer is itself a decimal and the decimal
+/// here rounds the exact value. Against an exact answer only the exact side
+/// counts: `x = 6.6 \approx 7` is not 7.
+fn readings(e: &Expr, other_is_decimal: bool) -> Vec<Expr> {
+    let mut out = alternatives(plain_form(e));
+    if other_is_decimal {
+        if let Some(rounded) = consistent_rounding(e) {
+            out.extend(alternatives(rounded));
+        }
+    }
+    out
+}
+
+/// For a chain `… = exact \approx … \approx rounded`, the rounded value when
+/// it is within one unit of its last written digit of the exact value; an
+/// approximation that does not round the exact value is not a second answer.
+fn consistent_rounding(e: &Expr) -> Option<Expr> {
+    let Expr::Relation { terms, ops } = e else { return None };
+    let k = ops.iter().position(|o| *o == RelOp::Approx)?;
+    if !ops.iter().all(|o| matches!(o, RelOp::Eq | RelOp::Approx)) {
+        return None;
+    }
+    let exact = &terms[k];
+    let rounded = terms.last()?;
+    if !is_constant(exact) || names_vars(exact) || !is_constant(rounded) {
+        return None;
+    }
+    let unit = match decimal_precision(rounded) {
+        Some(p) => pow10(p.last_place),
+        None => BigRational::one(),
+    };
+    let (a, b) = (eval(exact, &Env::new()).approx()?, eval(rounded, &Env::new()).approx()?);
+    let unit = rational_to_f64(&unit)?;
+    ((a - b).norm() <= unit * (1.0 + 1e-9)).then(|| rounded.clone())
 }
 
 /// The readings of a whole answer: `50\%` is 1/2 or 50, `30^\circ` is π/6 or 30.
@@ -75,6 +118,7 @@ fn alternatives(e: Expr) -> Vec<Expr> {
 fn is_var(e: &Expr) -> bool {
     matches!(e, Expr::Var(_))
 }
+
 
 fn is_constant(e: &Expr) -> bool {
     e.variables().is_empty()
@@ -152,11 +196,46 @@ fn replace_first_plus_minus(e: &Expr, plus: bool, pending: &mut bool) -> Expr {
     e.map_children(|c| replace_first_plus_minus(c, plus, pending))
 }
 
+/// True for the left side of an assignment: a variable (`x`, `x_1`), a tuple
+/// of them (`(p, q)`), or a segment or point name in capitals (`AB`).
+fn names_vars(e: &Expr) -> bool {
+    fn capitals(e: &Expr) -> bool {
+        match e {
+            Expr::Var(v) => v.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
+            Expr::Mul(a, b) => capitals(a) && capitals(b),
+            _ => false,
+        }
+    }
+    is_var(e) || capitals(e) || matches!(e, Expr::Tuple(v) if v.iter().all(is_var))
+}
+
 fn relation_plain_form(terms: &[Expr], ops: &[RelOp]) -> Option<Expr> {
-    let names_vars = |e: &Expr| is_var(e) || matches!(e, Expr::Tuple(v) if v.iter().all(is_var));
+    let all_eq = ops.iter().all(|o| matches!(o, RelOp::Eq | RelOp::Approx));
+    if all_eq && (terms.len() > 2 || ops.contains(&RelOp::Approx) || terms.iter().all(is_constant)) {
+        // A chain `x = 5+5+1 = 11` stands for its last side, and `x = \frac13
+        // \approx 0.33` for the exact side before the first `\approx` (its
+        // rounding is a second reading only when consistent, see `readings`).
+        let k = ops.iter().position(|o| *o == RelOp::Approx).unwrap_or(ops.len());
+        let answer = if names_vars(&terms[k]) { terms.last()? } else { &terms[k] };
+        return Some(plain_form(answer));
+    }
+    // An identity `(x+1)^2 = x^2 + 2x + 1` stands for its last side; an
+    // equation to solve (`x^2 = 4`) stays an equation.
+    if let ([lhs, rhs], [RelOp::Eq]) = (terms, ops) {
+        if !names_vars(lhs) && !names_vars(rhs) && !lhs.is_structure() && !rhs.is_structure() && scalar_eq(lhs, rhs)
+        {
+            return Some(plain_form(rhs));
+        }
+    }
     match (terms, ops) {
         ([lhs, rhs], [RelOp::Eq | RelOp::In]) if names_vars(lhs) => Some(plain_form(rhs)),
         ([lhs, rhs], [RelOp::Eq]) if names_vars(rhs) && is_constant(lhs) => Some(plain_form(lhs)),
+        // `x \ne c` is every number but c.
+        ([x, c], [RelOp::Ne]) | ([c, x], [RelOp::Ne]) if is_var(x) && is_constant(c) => {
+            let inf = Expr::Const(Const::Infinity);
+            let neg_inf = Expr::Neg(inf.clone().boxed());
+            Some(Expr::Union(vec![interval(&neg_inf, c, false, false), interval(c, &inf, false, false)]))
+        }
         ([x, c], [op]) if is_var(x) && is_constant(c) => half_line(c, *op, false),
         ([c, x], [op]) if is_var(x) && is_constant(c) => half_line(c, *op, true),
         ([a, x, b], [o1, o2]) if is_var(x) && is_constant(a) && is_constant(b) => {
@@ -211,6 +290,9 @@ fn half_line(c: &Expr, op: RelOp, mirrored: bool) -> Option<Expr> {
 /// Structural comparison of two plain forms (rule 3), down to scalars.
 fn same(a: &Expr, b: &Expr) -> bool {
     use Expr::*;
+    if let Some(eq) = based_eq(a, b) {
+        return eq;
+    }
     match (a, b) {
         (List(x) | Set(x), List(y) | Set(y)) => multiset_eq(x, y),
         (List(x), other) | (other, List(x)) if x.len() == 1 => same(&x[0], other),
@@ -261,6 +343,32 @@ fn same(a: &Expr, b: &Expr) -> bool {
         (Text(x), Text(y)) => x == y,
         (x, y) if !x.is_structure() && !y.is_structure() => scalar_eq(x, y),
         _ => false,
+    }
+}
+
+/// Integers written with a base subscript (`204_5`): equal to the same
+/// number in the same base, and to a plain integer written with the same
+/// digits (the base left out); anything else is a different answer. `None`
+/// when neither side has a base.
+fn based_eq(a: &Expr, b: &Expr) -> Option<bool> {
+    fn base_of(e: &Expr) -> Option<(&super::ast::Number, u32)> {
+        match e {
+            Expr::Num(n) => n.base.map(|b| (n, u32::from(b))),
+            _ => None,
+        }
+    }
+    match (base_of(a), base_of(b)) {
+        (None, None) => None,
+        (Some((x, bx)), Some((y, by))) => Some(bx == by && x.value == y.value),
+        (Some((x, bx)), None) | (None, Some((x, bx))) => {
+            let other = if base_of(a).is_some() { b } else { a };
+            Some(match other {
+                Expr::Num(n) if n.is_integer_literal() => {
+                    x.digits_in(bx).is_some_and(|d| Some(d) == n.digits_in(10))
+                }
+                _ => false,
+            })
+        }
     }
 }
 
@@ -338,6 +446,13 @@ fn constants_eq(a: &Expr, b: &Expr) -> bool {
         // is not `650.1` (nor `3.1416` `3.14159`), whichever was rounded.
         (Some(_), Some(_)) => values_eq(&va, &vb, 0.0),
         (None, None) => {
+            // A rational power that is provably irrational never equals a
+            // rational, however close in floating point (`2^{1/2^{1000}}` ≠ 1).
+            if matches!(va, Value::Exact(_)) && irrational_power(b)
+                || matches!(vb, Value::Exact(_)) && irrational_power(a)
+            {
+                return false;
+            }
             // Radicals: decide exactly in the surd normal form when both fit it.
             let exact = matches!(va, Value::Exact(_)) && matches!(vb, Value::Exact(_));
             if !exact && (surd::has_radical(a) || surd::has_radical(b)) {
@@ -348,6 +463,42 @@ fn constants_eq(a: &Expr, b: &Expr) -> bool {
             values_eq(&va, &vb, REL_TOL)
         }
     }
+}
+
+/// True for `a^{p/n}` (or `\sqrt[n]{a}`) with a positive rational `a ≠ 1` that
+/// is not a perfect n-th power: an irrational number. Roots of index beyond
+/// the size of `a` are decided without computing them.
+fn irrational_power(e: &Expr) -> bool {
+    let (base, exp) = match e {
+        Expr::Pow(b, x) => (eval(b, &Env::new()), eval(x, &Env::new())),
+        Expr::Root { index, radicand } => {
+            let n = eval(index, &Env::new());
+            let Value::Exact(n) = n else { return false };
+            if n.is_zero() {
+                return false;
+            }
+            (eval(radicand, &Env::new()), Value::Exact(n.recip()))
+        }
+        _ => return false,
+    };
+    let (Value::Exact(a), Value::Exact(q)) = (base, exp) else {
+        return false;
+    };
+    if !a.is_positive() || a.is_one() || q.is_integer() {
+        return false;
+    }
+    let n = q.denom().magnitude().clone();
+    let is_nth_power = |v: &BigInt| -> bool {
+        if v.is_one() {
+            return true;
+        }
+        match u32::try_from(&n) {
+            Ok(k) if u64::from(k) <= v.bits() => num_traits::pow(v.nth_root(k), k as usize) == *v,
+            // An index beyond the bit length: only 1 is such a power.
+            _ => false,
+        }
+    };
+    !(is_nth_power(a.numer()) && is_nth_power(a.denom()))
 }
 
 /// How precisely `e` was written, when it is a decimal literal (possibly
@@ -544,6 +695,10 @@ mod tests {
         assert!(eq("\\frac{1}{1+\\sqrt2}", "\\sqrt2 - 1"));
         // Equal in floating point, different exactly.
         assert!(!eq("\\sqrt{1+10^{-18}}", "1"));
+        assert!(!eq("2^{\\frac{1}{2^{1000}}}", "1"));
+        assert!(!eq("[1,+\\infty)", "[2^{\\frac{1}{2^{1000}}}, \\infty)"));
+        assert!(eq("8^{\\frac13}", "2"));
+        assert!(eq("\\sqrt[3]{8}", "2"));
         assert!(eq("2.50", "\\frac52"));
         assert!(!eq("123456789012345678", "123456789012345679"));
     }
@@ -613,6 +768,41 @@ mod tests {
         assert!(eq("x + y = 1", "2x + 2y = 2"));
         assert!(eq("x < y", "y > x"));
         assert!(!eq("x < y", "y < x"));
+    }
+
+    #[test]
+    fn chains_approximations_and_assignments() {
+        assert!(eq("11", "x = 5+5+1 = 11"));
+        assert!(!eq("11", "x = 11 = 12"));
+        assert!(eq("20", "4 \\cdot 5 = 20"));
+        assert!(eq("x^2+2x+1", "(x+1)^2 = x^2 + 2x + 1"));
+        assert!(!eq("81", "x^2 = 81"), "an equation to solve is not its right side");
+        assert!(eq("\\frac13", "x = \\frac13 \\approx 0.33"));
+        assert!(eq("0.33", "x = \\frac13 \\approx 0.33"));
+        assert!(!eq("0.34", "x = \\frac13 \\approx 0.33"));
+        assert!(!eq("7", "x = 5 \\approx 7"));
+        assert!(!eq("7", "x = 6.6 \\approx 7"), "an exact gold needs the exact side");
+        assert!(eq("6.6", "x = 6.6 \\approx 7"));
+        assert!(eq("x \\ne 3", "(-\\infty,3)\\cup(3,\\infty)"));
+        assert!(!eq("x \\ne 3", "(-\\infty,3]\\cup(3,\\infty)"));
+        assert!(eq("4, 5", "AB=4, CD=5"));
+        assert!(!eq("4", "AB=4, CD=5"));
+        assert!(eq("(5,2),(7,2)", "p=5,q=2; p=7,q=2"));
+        assert!(eq("-2 3 5", "-2, 3, 5"));
+    }
+
+    #[test]
+    fn based_numerals() {
+        assert!(eq("204_5", "204_{5}"));
+        assert!(eq("204_5", "204"));
+        assert!(!eq("204_5", "54"));
+        assert!(!eq("54", "204_5"));
+        assert!(!eq("204_5", "204_6"));
+        assert!(!eq("11_2", "3_4"));
+        assert!(eq("55", "\\sum_{k=1}^{10} k"));
+        assert!(eq("\\prod_{k=1}^{5} k", "120"));
+        assert!(eq("F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}", "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}"));
+        assert!(!eq("F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}", "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k}"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use num_integer::Integer;
 use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 
-use super::ast::{Const, Expr, Func};
+use super::ast::{BigOpKind, Const, Expr, Func};
 
 /// Largest exact intermediate result, in bits of numerator plus denominator.
 pub const MAX_BITS: u64 = 16_384;
@@ -175,8 +175,65 @@ pub fn eval(e: &Expr, env: &Env) -> Value {
             Value::Approx(Complex64::new(std::f64::consts::PI / 180.0, 0.0)),
             env,
         ),
+        Expr::BigOp {
+            kind,
+            var,
+            lo,
+            hi,
+            body,
+        } => big_op(*kind, var, eval(lo, env), eval(hi, env), body, env),
         _ => Value::Undefined,
     }
+}
+
+/// Most terms of a `\sum` or `\prod` that are evaluated.
+pub const MAX_BIG_OP_TERMS: u64 = 1000;
+
+/// A sum or product over integer bounds, term by term, sharing the work
+/// budget of `env`; undefined for symbolic or too wide bounds.
+fn big_op(kind: BigOpKind, var: &str, lo: Value, hi: Value, body: &Expr, env: &Env) -> Value {
+    let (Value::Exact(lo), Value::Exact(hi)) = (lo, hi) else {
+        return Value::Undefined;
+    };
+    if !lo.is_integer() || !hi.is_integer() {
+        return Value::Undefined;
+    }
+    let (lo, hi) = (lo.to_integer(), hi.to_integer());
+    let count = (&hi - &lo + 1u32).to_u64().unwrap_or(u64::MAX);
+    if hi < lo {
+        return Value::Exact(BigRational::from_integer(match kind {
+            BigOpKind::Sum => 0.into(),
+            BigOpKind::Prod => 1.into(),
+        }));
+    }
+    if count > MAX_BIG_OP_TERMS || !env.charge(count) {
+        return Value::Undefined;
+    }
+    let mut acc = Value::Exact(BigRational::from_integer(match kind {
+        BigOpKind::Sum => 0.into(),
+        BigOpKind::Prod => 1.into(),
+    }));
+    let mut k = lo;
+    while k <= hi {
+        let mut vars = env.vars.clone();
+        vars.insert(var.to_string(), Value::Exact(BigRational::from_integer(k.clone())));
+        let inner = Env {
+            vars,
+            max_bits: env.max_bits,
+            work: Cell::new(env.work.get()),
+        };
+        let term = eval(body, &inner);
+        env.work.set(inner.work.get());
+        acc = match kind {
+            BigOpKind::Sum => add(acc, term, env),
+            BigOpKind::Prod => mul(acc, term, env),
+        };
+        if acc == Value::Undefined {
+            return acc;
+        }
+        k += 1;
+    }
+    acc
 }
 
 fn neg(v: Value) -> Value {

@@ -72,8 +72,6 @@ const DROPPED_COMMANDS: &[&str] = &[
     "displaystyle",
     "textstyle",
     "scriptstyle",
-    "quad",
-    "qquad",
     "enspace",
     "thinspace",
     "negthinspace",
@@ -115,8 +113,9 @@ const RENAMED_COMMANDS: &[(&str, &str)] = &[
     ("neq", "\\ne"),
     ("lt", "<"),
     ("gt", ">"),
-    ("approx", "="),
-    ("simeq", "="),
+    ("approx", "\\approx"),
+    ("thickapprox", "\\approx"),
+    ("simeq", "\\approx"),
     ("equiv", "="),
     ("lbrace", "\\{"),
     ("rbrace", "\\}"),
@@ -218,6 +217,8 @@ const UNIT_WORDS: &[&str] = &[
     "times",
     "points",
     "percent",
+    "percentage",
+    "pct",
     "degree",
     "degrees",
     "deg",
@@ -245,9 +246,11 @@ const UNIT_WORDS: &[&str] = &[
 
 /// Cleans up one extracted answer. Linear in the input's length.
 pub fn normalize(answer: &str) -> Normalized {
-    let s = unicode_to_latex(answer.trim());
+    let s = undouble_backslashes(answer.trim());
+    let s = unicode_to_latex(&s);
     let s = strip_delimiters(&s);
     let (math, plain, is_text) = rewrite_commands(&s);
+    let math = if is_text { math } else { connector_words(&math) };
     let math = strip_unit_words(&math);
     let math = join_digit_groups(&math);
     let math = mixed_numbers(&math);
@@ -270,7 +273,80 @@ pub fn plain_key(s: &str) -> String {
     out
 }
 
+/// Model output that went through JSON escaping twice writes `\\frac` for
+/// `\frac`. When a doubled backslash comes right before a command name, every
+/// doubled backslash in the answer is one escaped backslash (a matrix row
+/// break `\\\\` becomes `\\`). A genuine row break is followed by white
+/// space or a digit, so real LaTeX is left alone.
+fn undouble_backslashes(s: &str) -> String {
+    let b = s.as_bytes();
+    let escaped = b.windows(3).enumerate().any(|(i, w)| {
+        w[0] == b'\\' && w[1] == b'\\' && w[2].is_ascii_alphabetic() && (i == 0 || b[i - 1] != b'\\')
+    });
+    if !escaped {
+        return s.to_string();
+    }
+    s.replace("\\\\", "\\")
+}
+
+/// `2**(1/4)`: a power in Python notation, between two operands.
+fn python_powers(s: &str) -> String {
+    if !s.contains("**") {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let operands = i > 0
+            && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b')')
+            && b.get(i + 2).is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'(' | b'-'));
+        if b[i] == b'*' && b.get(i + 1) == Some(&b'*') && operands {
+            out.push('^');
+            i += 2;
+            continue;
+        }
+        let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&s[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+/// The bare words "and" / "or" between parts of an answer become commas
+/// (`$1$ and $2$`, `(11,7) or (7,11)`): one answer with several parts, never
+/// a choice between them.
+fn connector_words(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let word_start = b[i].is_ascii_alphabetic() && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'\\'));
+        if word_start {
+            let len = b[i..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            let word = &s[i..i + len];
+            if matches!(word, "and" | "or") && b.get(i + len).is_none_or(|c| !c.is_ascii_alphanumeric()) {
+                let kept = out.trim_end();
+                if !(kept.ends_with(',') || kept.ends_with(';') || kept.is_empty()) {
+                    out.truncate(kept.len());
+                    out.push_str(", ");
+                }
+                i += len;
+                continue;
+            }
+            out.push_str(word);
+            i += len;
+            continue;
+        }
+        let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&s[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
 fn unicode_to_latex(s: &str) -> String {
+    let s = &python_powers(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -284,6 +360,7 @@ fn unicode_to_latex(s: &str) -> String {
             '≤' => out.push_str("\\le "),
             '≥' => out.push_str("\\ge "),
             '≠' => out.push_str("\\ne "),
+            '≈' => out.push_str("\\approx "),
             '±' => out.push_str("\\pm "),
             '∪' => out.push_str("\\cup "),
             '∩' => out.push_str("\\cap "),
@@ -364,10 +441,17 @@ fn rewrite_commands(s: &str) -> (String, String, bool) {
     let mut math = String::with_capacity(s.len());
     let mut plain = String::with_capacity(s.len());
     let mut saw_text = false;
+    // Brace and `\begin` nesting of the text read so far.
+    let mut depth = 0i32;
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        match c {
+            b'{' => depth += 1,
+            b'}' => depth -= 1,
+            _ => {}
+        }
         if c == b'\\' {
             let start = i + 1;
             let mut end = start;
@@ -377,6 +461,11 @@ fn rewrite_commands(s: &str) -> (String, String, bool) {
             if end == start {
                 // A one-character command: `\,` `\;` `\!` `\:` `\ ` are spacing.
                 match b.get(start) {
+                    Some(b',' | b'!') if thousands_comma(&math, &s[start + 1..]) => {
+                        // `11,\! 111`: the space after a thousands comma is cancelled.
+                        math.truncate(math.trim_end().len());
+                        i = skip_spaces(s, start + 1);
+                    }
                     Some(b',' | b';' | b'!' | b':' | b' ' | b'>') => {
                         math.push(' ');
                         plain.push(' ');
@@ -406,9 +495,18 @@ fn rewrite_commands(s: &str) -> (String, String, bool) {
                     plain.push(' ');
                     plain.push_str(words);
                     plain.push(' ');
+                    let unit_letter = words.len() == 1
+                        && UNIT_WORDS.contains(&lower.as_str())
+                        && math.trim_end().ends_with(|c: char| c.is_ascii_digit());
                     if matches!(lower.as_str(), "and" | "or" | "," | ";" | "and/or") {
-                        math.push_str(", ");
-                    } else if words.len() == 1 && words.as_bytes()[0].is_ascii_alphabetic() {
+                        // One separator, also after a comma (`7, -2, \text{ and } -5`).
+                        let kept = math.trim_end();
+                        if kept.ends_with([',', ';']) || kept.is_empty() {
+                            math.push(' ');
+                        } else {
+                            math.push_str(", ");
+                        }
+                    } else if words.len() == 1 && words.as_bytes()[0].is_ascii_alphabetic() && !unit_letter {
                         // `\mathrm{e}`, `\text{i}`, `\mathrm{d}`: a letter in roman type.
                         math.push_str(words);
                     } else if !words.is_empty() {
@@ -447,9 +545,40 @@ fn rewrite_commands(s: &str) -> (String, String, bool) {
                     continue;
                 }
             }
+            if matches!(name, "angle" | "measuredangle" | "triangle") {
+                // `\angle APC = 74^\circ`: the name of the angle follows.
+                math.push(' ');
+                i = end;
+                continue;
+            }
+            if name == "pmod" {
+                // `n \equiv 5 \pmod{17}`: the modulus is not part of the value.
+                let g = skip_spaces(s, end);
+                i = brace_group(s, g).map_or(end, |(_, after)| after);
+                continue;
+            }
             if matches!(name, "hspace" | "vspace" | "label" | "tag") {
                 let g = skip_spaces(s, end);
                 i = brace_group(s, g).map_or(end, |(_, after)| after);
+                continue;
+            }
+            if matches!(name, "quad" | "qquad") {
+                // Wide space between the parts of an answer (`x_1 = 2 \quad
+                // x_2 = 3`) separates them; elsewhere it is only space.
+                let kept = math.trim_end();
+                let separates = depth == 0
+                    && kept
+                        .chars()
+                        .last()
+                        .is_some_and(|c| c.is_alphanumeric() || matches!(c, ')' | ']' | '}' | '%' | '°'));
+                if separates {
+                    math.truncate(kept.len());
+                    math.push_str(", ");
+                } else {
+                    math.push(' ');
+                }
+                plain.push(' ');
+                i = end;
                 continue;
             }
             if DROPPED_COMMANDS.contains(&name) {
@@ -468,6 +597,11 @@ fn rewrite_commands(s: &str) -> (String, String, bool) {
                 i = end;
                 continue;
             }
+            match name {
+                "begin" => depth += 1,
+                "end" => depth -= 1,
+                _ => {}
+            }
             math.push_str(&s[i..end]);
             // Keep a command separated from a following letter it might merge with.
             if b.get(end).is_some_and(u8::is_ascii_alphabetic) {
@@ -484,6 +618,7 @@ fn rewrite_commands(s: &str) -> (String, String, bool) {
             continue;
         }
         if c == b'{' && s[i..].starts_with("{,}") {
+            depth -= 1;
             math.push(',');
             plain.push(',');
             i += 3;
@@ -497,6 +632,18 @@ fn rewrite_commands(s: &str) -> (String, String, bool) {
     let math = degree_marks(&math);
     let is_text = saw_text && !math.chars().any(|c| c.is_alphanumeric() || c == '\\');
     (math, plain, is_text)
+}
+
+/// True when `math` ends with a digit and a comma and `rest` (after the
+/// spacing command) starts with exactly three digits: a thousands group.
+fn thousands_comma(math: &str, rest: &str) -> bool {
+    let kept = math.trim_end();
+    let digit_comma = kept
+        .strip_suffix(',')
+        .is_some_and(|m| m.ends_with(|c: char| c.is_ascii_digit()));
+    let rest = rest.trim_start_matches(' ');
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digit_comma && digits == 3
 }
 
 /// `^°`, `^{°}` and `^{ ° }` (after `\circ` became `°`) become a plain `°`.
@@ -544,6 +691,16 @@ fn degree_marks(s: &str) -> String {
 /// Drops unit words at the end of the answer when a number or bracket precedes them.
 fn strip_unit_words(s: &str) -> String {
     let mut t = s.trim_end();
+    // A long unit glued to its number (`10weeks`); short ones (`10cm`, `10m`)
+    // stay letters, since `m` may be a variable.
+    let letters = t.bytes().rev().take_while(u8::is_ascii_alphabetic).count();
+    let glued = &t[t.len() - letters..];
+    if letters >= 4
+        && t[..t.len() - letters].ends_with(|c: char| c.is_ascii_digit())
+        && UNIT_WORDS.contains(&glued.to_ascii_lowercase().as_str())
+    {
+        t = &t[..t.len() - letters];
+    }
     loop {
         let cut = t
             .char_indices()
@@ -568,7 +725,7 @@ fn strip_unit_words(s: &str) -> String {
             break;
         }
         let degrees = matches!(lower.as_str(), "degree" | "degrees" | "deg");
-        let percent = lower == "percent";
+        let percent = matches!(lower.as_str(), "percent" | "percentage" | "pct");
         t = before;
         if degrees || percent {
             let mut out = t.to_string();
@@ -719,6 +876,34 @@ mod tests {
         assert_eq!(m("30^{\\circ}"), "30°");
         assert_eq!(m("30°"), "30°");
         assert_eq!(m("50\\%"), "50%");
+    }
+
+    #[test]
+    fn real_output_notations() {
+        assert_eq!(m("11,\\! 111,\\! 111,\\! 100"), "11,111,111,100");
+        assert_eq!(m("1,\\! 2"), "1, 2");
+        assert_eq!(m("\\\\frac{1}{2}"), "\\frac{1}{2}");
+        assert_eq!(
+            m("\\\\begin{pmatrix} 1 \\\\\\\\ 2 \\\\end{pmatrix}"),
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"
+        );
+        assert_eq!(m("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"), "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}");
+        assert_eq!(m("$1$ and $2$ and $3$"), "1, 2, 3");
+        assert_eq!(m("7, -2, \\text{ and } -5"), "7, -2, -5");
+        assert_eq!(m("(11,7) or (7,11)"), "(11,7), (7,11)");
+        assert_eq!(m("x_1 = 2 \\quad x_2 = 3"), "x_1 = 2, x_2 = 3");
+        assert_eq!(m("5 \\quad \\text{cm}"), "5");
+        assert_eq!(m("\\begin{pmatrix} 1 & \\quad 2 \\end{pmatrix}"), "\\begin{pmatrix} 1 & 2 \\end{pmatrix}");
+        assert_eq!(m("2**(1/4)"), "2^(1/4)");
+        assert_eq!(m("**5**"), "**5**");
+        assert_eq!(m("10weeks"), "10");
+        assert_eq!(m("10cm"), "10cm");
+        assert_eq!(m("50 pct"), "50%");
+        assert_eq!(m("n \\equiv 5 \\pmod{17}"), "n = 5");
+        assert_eq!(m("\\angle APC = 74^\\circ"), "APC = 74°");
+        assert_eq!(m("144\\mbox{m}^3"), "144");
+        assert_eq!(m("\\mathrm{e}^2"), "e^2");
+        assert_eq!(m("x \\approx 2"), "x \\approx 2");
     }
 
     #[test]

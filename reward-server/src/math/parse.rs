@@ -30,7 +30,7 @@ use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One, Zero};
 
-use super::ast::{Const, Expr, Func, Number, Precision, RelOp};
+use super::ast::{BigOpKind, Const, Expr, Func, Number, Precision, RelOp};
 
 /// Deepest nesting of brackets, groups, signs and powers the parser follows.
 pub const MAX_DEPTH: u32 = 100;
@@ -207,24 +207,69 @@ fn one_of<'a, T: Copy>(i: &'a str, table: &[(&'static str, T)]) -> Res<'a, T> {
 
 fn answer(i: &str) -> Res<'_, Expr> {
     let (mut i, first) = relation(i)?;
+    // Items, and where a `;` ended a group of them.
     let mut items = vec![first];
-    while let Ok((r, _)) = one_of(i, &[(",", ()), (";", ())]) {
+    let mut group_ends = Vec::new();
+    loop {
+        let (r, sep) = match one_of(i, &[(",", false), (";", true)]) {
+            Ok(found) => found,
+            // Numbers with only spaces between them (`-2 3 5`) are a list.
+            Err(_) if ends_with_literal(items.last()) && starts_literal(i) => (i, false),
+            Err(_) => break,
+        };
         if ws(r).is_empty() {
             i = r;
             break;
+        }
+        if sep {
+            group_ends.push(items.len());
         }
         let (r, e) = relation(r)?;
         items.push(e);
         i = r;
     }
-    Ok((
-        i,
-        if items.len() == 1 {
-            items.pop().unwrap()
-        } else {
-            Expr::List(items)
-        },
-    ))
+    Ok((i, answer_list(items, group_ends)))
+}
+
+/// True for a numeric literal, possibly negated.
+fn ends_with_literal(e: Option<&Expr>) -> bool {
+    match e {
+        Some(Expr::Num(_)) => true,
+        Some(Expr::Neg(x)) => matches!(&**x, Expr::Num(_)),
+        _ => false,
+    }
+}
+
+/// True when `i` is white space followed by a (possibly negative) number.
+fn starts_literal(i: &str) -> bool {
+    let j = ws(i);
+    j.len() < i.len() && j.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A bare answer list. When `;` separates groups of equal size (at least two)
+/// made with `,` (`p=5,q=2; p=7,q=2`), each group is one tuple.
+fn answer_list(mut items: Vec<Expr>, group_ends: Vec<usize>) -> Expr {
+    if items.len() == 1 {
+        return items.pop().unwrap();
+    }
+    let size = group_ends.first().copied().unwrap_or(0);
+    let grouped = size >= 2
+        && items.len() % size == 0
+        && group_ends.len() == items.len() / size - 1
+        && group_ends.iter().enumerate().all(|(k, &e)| e == (k + 1) * size);
+    if !grouped {
+        return Expr::List(items);
+    }
+    let mut groups = Vec::new();
+    let mut it = items.into_iter();
+    loop {
+        let g: Vec<Expr> = it.by_ref().take(size).collect();
+        if g.is_empty() {
+            break;
+        }
+        groups.push(Expr::Tuple(g));
+    }
+    Expr::List(groups)
 }
 
 // ---- relations --------------------------------------------------------------
@@ -234,6 +279,7 @@ const RELATIONS: &[(&str, RelOp)] = &[
     ("\\ge", RelOp::Ge),
     ("\\ne", RelOp::Ne),
     ("\\in", RelOp::In),
+    ("\\approx", RelOp::Approx),
     ("<=", RelOp::Le),
     (">=", RelOp::Ge),
     ("!=", RelOp::Ne),
@@ -376,8 +422,9 @@ fn term(i: &str) -> Res<'_, Expr> {
             continue;
         }
         // Juxtaposition: `2x`, `3\sqrt2`, `(x+1)(x-1)`, and mixed numbers `3\frac12`.
+        // Two numbers side by side (`3 5`) are two answers, not a product.
         let next = ws(i);
-        if !starts_factor(next) {
+        if !starts_factor(next) || (ends_with_literal(Some(&acc)) && starts_literal(i)) {
             break;
         }
         let Ok((r, rhs)) = power(next) else { break };
@@ -491,7 +538,7 @@ fn postfix<'a>(mut i: &'a str, mut e: Expr, chain: &mut ChainGuard) -> Res<'a, E
         if j.starts_with(['!', '%', '°']) {
             chain.grow(j)?;
         }
-        if let Some(r) = j.strip_prefix('!') {
+        if let Some(r) = j.strip_prefix('!').filter(|r| !r.starts_with('=')) {
             e = Expr::Factorial(e.boxed());
             i = r;
         } else if let Some(r) = j.strip_prefix('%') {
@@ -678,6 +725,20 @@ fn number(i: &str) -> Res<'_, Expr> {
     if int_digits.len() + frac_digits.len() + repeat.len() > MAX_DIGITS {
         return Err(fail(i, ErrorKind::Verify));
     }
+    // `204_5`, `4210_{7}`: an integer written in another base.
+    if !has_point && !has_exp && pos == lead {
+        if let Some((base, after)) = base_subscript(&i[pos..]) {
+            let value = BigInt::parse_bytes(int_digits.as_bytes(), base);
+            if let Some(v) = value {
+                let n = Number {
+                    value: BigRational::from_integer(v),
+                    decimal: None,
+                    base: u8::try_from(base).ok(),
+                };
+                return Ok((after, Expr::Num(n)));
+            }
+        }
+    }
     let mantissa: BigInt = format!("0{int_digits}{frac_digits}").parse().unwrap_or_default();
     let ten = BigInt::from(10);
     let scale = |e: i64| -> BigRational {
@@ -705,7 +766,33 @@ fn number(i: &str) -> Res<'_, Expr> {
     } else {
         None
     };
-    Ok((&i[pos..], Expr::Num(Number { value, decimal })))
+    Ok((
+        &i[pos..],
+        Expr::Num(Number {
+            value,
+            decimal,
+            base: None,
+        }),
+    ))
+}
+
+/// A base subscript after an integer: `_5`, `_{16}`, `_{(2)}`; the base (2 to
+/// 36) and the rest of the input.
+fn base_subscript(i: &str) -> Option<(u32, &str)> {
+    let r = i.strip_prefix('_')?;
+    let (digits, rest) = match r.strip_prefix('{') {
+        Some(inner) => {
+            let close = inner.find('}')?;
+            let body = inner[..close].trim().trim_start_matches('(').trim_end_matches(')');
+            (body, &inner[close + 1..])
+        }
+        None => {
+            let n = r.bytes().take_while(u8::is_ascii_digit).count().min(2);
+            (&r[..n], &r[n..])
+        }
+    };
+    let base: u32 = digits.parse().ok()?;
+    (2..=36).contains(&base).then_some((base, rest))
 }
 
 /// `(…)`, `[…]` and mixed brackets: a group, a tuple or an interval.
@@ -878,6 +965,8 @@ fn command(i: &str) -> Res<'_, Expr> {
             Ok((r, Expr::Func(f, e.boxed())))
         }
         "begin" => matrix(r),
+        "sum" => big_op(r, BigOpKind::Sum),
+        "prod" => big_op(r, BigOpKind::Prod),
         "overline" => backtrack(i),
         _ => {
             if let Some(&(_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == name) {
@@ -889,6 +978,43 @@ fn command(i: &str) -> Res<'_, Expr> {
             backtrack(i)
         }
     }
+}
+
+/// `\sum_{k=lo}^{hi} body` (the bounds in either order); the body is the
+/// product that follows (`\sum_{k=0}^{n-1} F_k F_{n-k-1}`).
+fn big_op(i: &str, kind: BigOpKind) -> Res<'_, Expr> {
+    let mut r = i;
+    let mut lower = None;
+    let mut upper = None;
+    for _ in 0..2 {
+        if let Ok((r2, _)) = tok("_")(r) {
+            let (r2, e) = arg(r2)?;
+            lower = Some(e);
+            r = r2;
+        } else if let Ok((r2, _)) = tok("^")(r) {
+            let (r2, e) = arg(r2)?;
+            upper = Some(e);
+            r = r2;
+        }
+    }
+    let (Some(Expr::Relation { terms, ops }), Some(hi)) = (lower, upper) else {
+        return backtrack(i);
+    };
+    let (var, lo) = match (&terms[..], &ops[..]) {
+        ([Expr::Var(v), lo], [RelOp::Eq]) => (v.clone(), lo.clone()),
+        _ => return backtrack(i),
+    };
+    let (r, body) = term(r)?;
+    Ok((
+        r,
+        Expr::BigOp {
+            kind,
+            var,
+            lo: lo.boxed(),
+            hi: hi.boxed(),
+            body: body.boxed(),
+        },
+    ))
 }
 
 /// `\{a, b\}`: the opening `\{` already consumed.
@@ -940,7 +1066,7 @@ fn matrix(i: &str) -> Res<'_, Expr> {
         r = r2;
         if let Ok((r2, _)) = tok("&")(r) {
             r = r2;
-        } else if let Ok((r2, _)) = tok("\\\\")(r) {
+        } else if let Some(r2) = row_break(r) {
             r = r2;
             if cmd("end")(r).is_ok() {
                 break;
@@ -961,6 +1087,16 @@ fn matrix(i: &str) -> Res<'_, Expr> {
         return Err(fail(i, ErrorKind::Verify));
     }
     Ok((r, Expr::Matrix(rows)))
+}
+
+/// A matrix row break: `\\\\`, or the single backslash some datasets keep of it
+/// before a digit or a sign (`-6\6`).
+fn row_break(i: &str) -> Option<&str> {
+    if let Ok((r, _)) = tok("\\\\")(i) {
+        return Some(r);
+    }
+    let r = ws(i).strip_prefix('\\')?;
+    r.starts_with(|c: char| c.is_ascii_digit() || c == '-').then_some(r)
 }
 
 /// A word in atom position: a plain function name followed by `(`, a
@@ -1010,14 +1146,23 @@ fn subscript(i: &str, mut name: String) -> Res<'_, Expr> {
         if let Some(inner) = r.strip_prefix('{') {
             let close = inner
                 .find('}')
-                .filter(|&k| k <= 16)
+                .filter(|&k| k <= 32)
                 .ok_or_else(|| fail(i, ErrorKind::Char))?;
             let sub: String = inner[..close].chars().filter(|c| !c.is_whitespace()).collect();
-            if sub.is_empty() || !sub.chars().all(|c| c.is_ascii_alphanumeric()) {
+            if sub.is_empty() {
                 return backtrack(i);
             }
-            name.push('_');
-            name.push_str(&sub);
+            if sub.chars().all(|c| c.is_ascii_alphanumeric()) {
+                name.push('_');
+                name.push_str(&sub);
+            } else if sub.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | ',')) {
+                // An index expression (`F_{n-k-1}`) names its own symbol.
+                name.push_str("_{");
+                name.push_str(&sub);
+                name.push('}');
+            } else {
+                return backtrack(i);
+            }
             return Ok((&inner[close + 1..], Expr::Var(name)));
         }
         let c = r.chars().next().filter(char::is_ascii_alphanumeric);
@@ -1135,6 +1280,27 @@ mod tests {
         assert_eq!(p("x_1 + a_{n}"), "(x_1 + a_n)");
         assert_eq!(p("50%"), "(50)%");
         assert_eq!(p("30°"), "(30)deg");
+    }
+
+    #[test]
+    fn based_numerals_sums_and_grouped_lists() {
+        assert_eq!(p("204_5"), "204_5");
+        assert_eq!(p("4210_{7}"), "4210_7");
+        assert_eq!(p("1011_{(2)}"), "1011_2");
+        assert!(p("204_3").starts_with("ERR"), "digit 4 is not a base-3 digit");
+        assert_eq!(p("F_{n-k-1}"), "F_{n-k-1}");
+        assert_eq!(
+            p("\\sum_{k=0}^{n-1} F_k F_{n-k-1}"),
+            "sum_{k=0}^{(n - 1)}((F_k * F_{n-k-1}))"
+        );
+        assert_eq!(p("\\prod^{5}_{k=1} k"), "prod_{k=1}^{5}(k)");
+        assert_eq!(p("p=5,q=2; p=7,q=2"), "list(tuple(p = 5, q = 2), tuple(p = 7, q = 2))");
+        assert_eq!(p("1, 2; 3"), "list(1, 2, 3)");
+        assert_eq!(p("-2 3 5"), "list((-2), 3, 5)");
+        assert_eq!(p("2 x"), "(2 * x)");
+        assert_eq!(p("x \\approx 0.33"), "x ~= [33/100]");
+        assert_eq!(p("x != 2"), "x != 2");
+        assert_eq!(p("\\begin{pmatrix}-6\\6\\end{pmatrix}"), "matrix((-6); 6)");
     }
 
     #[test]
