@@ -101,10 +101,13 @@ pub(crate) fn math_tail_at(text: &str, needs_value: bool) -> Option<(String, usi
             while !text.is_char_boundary(start) {
                 start += 1;
             }
-            let floor = start.saturating_sub(WINDOW);
-            start = match text[..start].rfind('\n') {
-                Some(nl) if nl >= floor => nl + 1,
-                _ => {
+            let mut floor = start.saturating_sub(WINDOW);
+            while !text.is_char_boundary(floor) {
+                floor += 1;
+            }
+            start = match text[floor..start].rfind('\n') {
+                Some(nl) => floor + nl + 1,
+                None => {
                     let mut lo = start.saturating_sub(256);
                     while !text.is_char_boundary(lo) {
                         lo += 1;
@@ -130,7 +133,27 @@ enum Found {
     NotHere,
 }
 
+/// Value commands: a stretch with one of them holds a value.
+const VALUE_COMMANDS: &[&str] = &["\\frac", "\\dfrac", "\\tfrac", "\\sqrt", "\\pi", "\\infty"];
+
+/// False when `window` cannot hold a value (no digit, no closed-looking math
+/// span, no value command): the window is skipped without tokenizing it.
+fn may_hold_value(window: &str) -> bool {
+    let b = window.as_bytes();
+    (0..b.len()).any(|i| match b[i] {
+        c if c.is_ascii_digit() => true,
+        b'$' => b.get(i + 1).is_some_and(|&c| c != b'$'),
+        b'\\' => {
+            matches!(b.get(i + 1), Some(b')' | b']')) || VALUE_COMMANDS.iter().any(|c| b[i..].starts_with(c.as_bytes()))
+        }
+        _ => false,
+    })
+}
+
 fn tail_in(text: &str, from: usize, needs_value: bool) -> Found {
+    if needs_value && !may_hold_value(&text[from..]) {
+        return Found::NotHere;
+    }
     let mut tokens = tokenize(text, from);
     resolve_letters(text, &mut tokens);
     let stretches = stretches(text, &tokens);
@@ -215,9 +238,7 @@ fn holds_value(text: &str, tokens: &[Token]) -> bool {
             let s = &text[t.start..t.end];
             t.inner.is_some()
                 || s.bytes().any(|c| c.is_ascii_digit())
-                || ["\\frac", "\\dfrac", "\\tfrac", "\\sqrt", "\\pi", "\\infty"]
-                    .iter()
-                    .any(|c| s.starts_with(c))
+                || VALUE_COMMANDS.iter().any(|c| s.starts_with(c))
         }
         _ => false,
     })
@@ -328,8 +349,9 @@ fn resolve_letters(text: &str, tokens: &mut [Token]) {
 /// `{` (found once, with a stack), and for each kind of span how far it is
 /// known that no closing delimiter occurs.
 struct Ahead {
-    /// For the `{` at `from + k`, the index after its matching `}`.
-    close_brace: Vec<Option<usize>>,
+    /// For the `{` at `from + k`, the distance to the index after its
+    /// matching `}` (0: none within [`MAX_GROUP`]).
+    close_brace: Vec<u16>,
     from: usize,
     /// For `$`, `$$`, `\)`, `\]`: no closer occurs before this index.
     no_closer: [usize; 4],
@@ -338,7 +360,7 @@ struct Ahead {
 impl Ahead {
     fn new(s: &str, from: usize) -> Ahead {
         let b = s.as_bytes();
-        let mut close_brace = vec![None; b.len() - from];
+        let mut close_brace = vec![0u16; b.len() - from];
         let mut stack = Vec::new();
         let mut i = from;
         while i < b.len() {
@@ -347,7 +369,9 @@ impl Ahead {
                 b'{' => stack.push(i),
                 b'}' => {
                     if let Some(open) = stack.pop() {
-                        close_brace[open - from] = Some(i + 1);
+                        if let Ok(d) = u16::try_from(i + 1 - open) {
+                            close_brace[open - from] = d;
+                        }
                     }
                 }
                 _ => {}
@@ -366,7 +390,8 @@ impl Ahead {
         if b.get(i) != Some(&b'{') || i < self.from {
             return None;
         }
-        self.close_brace[i - self.from].filter(|&end| end - i <= MAX_GROUP)
+        let d = usize::from(self.close_brace[i - self.from]);
+        (d > 0 && d <= MAX_GROUP).then_some(i + d)
     }
 
     /// The first `needle` (kind `k`) in `s[from..limit]`, skipping escaped
