@@ -5,7 +5,8 @@
 
 Generates items built to make each stage work hardest. For the response
 scan: 1 MB of unclosed boxes, braces, dollars or "answer is". For the
-parser: 8 KB answers nested or chained to the limits. For exact
+prose fallback: 1 MB of letters, open commands, hedges, words with digits
+and numbers. For the parser: 8 KB answers nested or chained to the limits. For exact
 arithmetic: products of big integers, sums of distinct fractions, repeated
 binomials, big polynomial products at the sample points. Each item is
 graded with `reward-server grade --threads 1`, and the script prints each
@@ -34,6 +35,12 @@ def cases():
     yield "1MB comma digits", "42", "1," * (MB // 2)
     yield "1MB \\(", "42", "\\(" * (MB // 2)
     yield "1MB inside one box", "42", "\\boxed{" + "(" * (MB - 10) + "}"
+    # The prose fallback (no box, phrase or math span): every window read.
+    yield "1MB single letters", "42", "a " * (MB // 2)
+    yield "1MB unclosed \\frac{", "42", "\\frac{" * (MB // 6)
+    yield "1MB 'or' hedges", "42", "1 or " * (MB // 5)
+    yield "1MB glued words", "42", "AZYUK2A " * (MB // 8)
+    yield "1MB numbers", "42", "12345 " * (MB // 6)
     box = lambda s: "\\boxed{" + s + "}"
     yield "8K parens", "1", box("(" * 4000 + "1" + ")" * 4000)
     yield "8K power tower", "1", box("2^" * 3000 + "2")

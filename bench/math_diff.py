@@ -5,8 +5,10 @@
     python3 bench/math_diff.py [--report bench/out/diff.md] [--no-corpus]
     python3 bench/math_diff.py --cases 'testcases/math/*.jsonl' --corpus PATH
 
-Grades every testcases/math/*.jsonl file plus the generated benchmark corpus
-(bench/make_cases.py, bench/out/corpus-5000.jsonl, made on demand) with both
+Grades every testcases/math/*.jsonl file, the real-world corpus
+(testcases/math/realworld/corpus.jsonl: outputs and tests other projects wrote,
+see its README) and the generated benchmark corpus (bench/make_cases.py,
+bench/out/corpus-5000.jsonl, made on demand) with both
 graders: ours (`reward-server grade FILE --output ...`) and math-verify
 (bench/mv_worker.py: gold = parse(\\boxed{answer}), pred = parse(response)
 with its default extraction, verify with its defaults). Results are matched
@@ -115,7 +117,9 @@ def main():
                     help="glob of test-case files (default testcases/math/*.jsonl)")
     ap.add_argument("--corpus", help="benchmark corpus (default bench/out/corpus-5000.jsonl, generated)")
     ap.add_argument("--corpus-n", type=int, default=5000, help="size of the generated corpus")
-    ap.add_argument("--no-corpus", action="store_true", help="test cases only")
+    ap.add_argument("--no-corpus", action="store_true", help="no generated corpus")
+    ap.add_argument("--realworld", default=os.path.join(REPO_ROOT, "testcases", "math", "realworld", "corpus.jsonl"),
+                    help="real-world corpus (default testcases/math/realworld/corpus.jsonl; '' to leave it out)")
     ap.add_argument("--report", default=os.path.join(DEFAULT_OUT, "diff.md"))
     ap.add_argument("--bin", default=DEFAULT_BIN)
     ap.add_argument("--python", default=DEFAULT_PY)
@@ -126,6 +130,8 @@ def main():
     check_tools(args.bin, args.python)
     os.makedirs(args.out_dir, exist_ok=True)
     sources = sorted(glob.glob(args.cases))
+    if args.realworld:
+        sources.append(args.realworld)
     if not args.no_corpus:
         sources.append(args.corpus or ensure_corpus(os.path.join(DEFAULT_OUT, f"corpus-{args.corpus_n}.jsonl"), args.corpus_n))
     if not sources:
@@ -157,7 +163,7 @@ def main():
         if ours is None or mv is None or len(ours) != n or len(mv) != n:
             problems.append(f"{name}: result counts differ (items {n}, ours "
                             f"{None if ours is None else len(ours)}, math-verify {None if mv is None else len(mv)}); skipped")
-            per_source.append((name, n, None, None, None, None))
+            per_source.append((name, n, None, None, None, None, None, None))
             continue
         c = collections.Counter()
         for i, (it, a, b) in enumerate(zip(items, ours, mv)):
@@ -169,13 +175,15 @@ def main():
                 c["with_expected"] += 1
                 c["ours_ok"] += ra == er
                 c["mv_ok"] += rb == er
+                c["ours_fp"] += ra == 1 and er == 0
+                c["mv_fp"] += rb == 1 and er == 0
             row = {"i": i + 1, "item": it or {}, "ours": a, "mv": b, "ev": ev, "er": er}
             if ra != rb:
                 disagreements.append((name, row))
             if er is not None and ra != er:
                 (ours_wrong if rb == er else both_wrong).append((name, row))
         totals.update(c)
-        per_source.append((name, n, c["agree"], c["with_expected"], c["ours_ok"], c["mv_ok"]))
+        per_source.append((name, n, c["agree"], c["with_expected"], c["ours_ok"], c["mv_ok"], c["ours_fp"], c["mv_fp"]))
 
     write_report(args, sources, per_source, totals, disagreements, ours_wrong, both_wrong, problems)
 
@@ -216,7 +224,10 @@ def table(rows, with_expected=True):
                 f"| {verdict_cell(row['ours'])} | {verdict_cell(row['mv'])} |")
         if with_expected:
             exp = "" if row["ev"] is None and row["er"] is None else f"{row['ev']} ({row['er']})"
-            line += f" {exp} | {cell(it.get('note'), 80)} |"
+            note = it.get("note") or it.get("review") or ""
+            if it.get("source_verdict") and it.get("source_verdict") != row["ev"]:
+                note = f"source said {it['source_verdict']}: {note}"
+            line += f" {exp} | {cell(note, 80)} |"
         out.append(line)
     return out
 
@@ -238,13 +249,15 @@ def write_report(args, sources, per_source, totals, disagreements, ours_wrong, b
         L.append(f"On the {w} test cases with an `expected` verdict: ours right on {totals['ours_ok']}/{w}, "
                  f"math-verify right on {totals['mv_ok']}/{w}.")
     L.append("")
-    L.append("| source | items | same reward | with expected | ours = expected | math-verify = expected |")
-    L.append("|---|---|---|---|---|---|")
-    for name, n, agree, we, ook, mok in per_source:
+    L.append("| source | items | same reward | with expected | ours = expected | math-verify = expected "
+             "| ours false positives | math-verify false positives |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for name, n, agree, we, ook, mok, ofp, mfp in per_source:
         if agree is None:
-            L.append(f"| {name} | {n} | (not compared) | | | |")
+            L.append(f"| {name} | {n} | (not compared) | | | | | |")
         else:
-            L.append(f"| {name} | {n} | {agree} | {we or ''} | {ook if we else ''} | {mok if we else ''} |")
+            L.append(f"| {name} | {n} | {agree} | {we or ''} | {ook if we else ''} | {mok if we else ''} "
+                     f"| {ofp if we else ''} | {mfp if we else ''} |")
     if problems:
         L.append("")
         L.append("## Problems while running")

@@ -1,9 +1,10 @@
 //! The shipped test data: every line of `testcases/math/*.jsonl` gets its
-//! expected verdict and reward, and every program in `testcases/code/` its own.
+//! expected verdict and reward, the real-world corpus keeps its floor, and
+//! every program in `testcases/code/` its own.
 
 use reward_server::{grade_batch, Input};
 
-use crate::util::root;
+use crate::util::{jsonl, root, run};
 
 #[test]
 fn math_testcases_get_their_expected_verdicts() {
@@ -56,6 +57,76 @@ fn math_testcases_get_their_expected_verdicts() {
         failures.len(),
         inputs.len(),
         failures.join("\n")
+    );
+}
+
+/// Issue 16: the real model outputs of `real_outputs.jsonl` (the issue's
+/// table is its first six lines) and the attacks on every leniency in
+/// `adversarial.jsonl` get their verdicts through `reward-server grade`.
+#[test]
+fn issue_16_real_outputs_and_attacks_through_the_cli() {
+    for name in ["real_outputs.jsonl", "adversarial.jsonl"] {
+        let file = root().join("testcases/math").join(name);
+        let out = run(&["grade", file.to_str().unwrap(), "--no-progress"], "");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let expected = jsonl(std::fs::read_to_string(&file).unwrap().as_bytes());
+        let results = jsonl(&out.stdout);
+        assert_eq!(results.len(), expected.len(), "{name}");
+        for (r, e) in results.iter().zip(&expected) {
+            assert_eq!(r["id"], e["id"]);
+            assert_eq!(
+                r["verdict"], e["expected"]["verdict"],
+                "{}: {} (extracted {})",
+                e["id"], e["note"], r["extracted"]
+            );
+        }
+    }
+}
+
+/// Cases of the real-world corpus (`testcases/math/realworld/`) whose
+/// expected verdict we match, as last measured (`docs/DIFFERENTIAL.md`).
+/// Raise it when the verifier improves; it must never drop.
+const REALWORLD_FLOOR: usize = 847;
+
+/// The real-world corpus, which others wrote: no false positive at all, and
+/// agreement with the expected verdicts not below [`REALWORLD_FLOOR`].
+#[test]
+fn realworld_corpus_has_no_false_positive_and_keeps_its_floor() {
+    let file = root().join("testcases/math/realworld/corpus.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 500, "only {} real-world cases", lines.len());
+    let inputs: Vec<Input> = lines
+        .iter()
+        .enumerate()
+        .map(|(n, l)| Input::from_line(l, n + 1))
+        .collect();
+    let results = grade_batch(&inputs);
+    let mut agree = 0;
+    let mut false_positives = Vec::new();
+    let mut misses = Vec::new();
+    for (line, r) in lines.iter().zip(&results) {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let want = case["expected"]["reward"].as_f64().unwrap() > 0.5;
+        let got = r.reward > 0.5;
+        let place = format!("{} (extracted {:?})", case["id"], r.extracted);
+        match (want, got) {
+            (a, b) if a == b => agree += 1,
+            (false, true) => false_positives.push(place),
+            _ => misses.push(place),
+        }
+    }
+    assert!(
+        false_positives.is_empty(),
+        "reward for a wrong answer on {} real-world cases:\n{}",
+        false_positives.len(),
+        false_positives.join("\n")
+    );
+    assert!(
+        agree >= REALWORLD_FLOOR,
+        "{agree} of {} real-world cases agree, below the floor {REALWORLD_FLOOR}; misses:\n{}",
+        lines.len(),
+        misses.join("\n")
     );
 }
 
