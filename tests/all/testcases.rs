@@ -68,7 +68,11 @@ fn issue_16_real_outputs_and_attacks_through_the_cli() {
     for name in ["real_outputs.jsonl", "adversarial.jsonl"] {
         let file = root().join("testcases/math").join(name);
         let out = run(&["grade", file.to_str().unwrap(), "--no-progress"], "");
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let expected = jsonl(std::fs::read_to_string(&file).unwrap().as_bytes());
         let results = jsonl(&out.stdout);
         assert_eq!(results.len(), expected.len(), "{name}");

@@ -380,7 +380,9 @@ impl Expr {
         fn walk(e: &Expr, out: &mut Vec<String>) {
             match e {
                 Expr::Var(v) => out.push(v.clone()),
-                Expr::BigOp { var, lo, hi, body, .. } => {
+                Expr::BigOp {
+                    var, lo, hi, body, ..
+                } => {
                     walk(lo, out);
                     walk(hi, out);
                     let mut inner = Vec::new();

@@ -87,7 +87,9 @@ fn readings(e: &Expr, other_is_decimal: bool) -> Vec<Expr> {
 /// it is within one unit of its last written digit of the exact value; an
 /// approximation that does not round the exact value is not a second answer.
 fn consistent_rounding(e: &Expr) -> Option<Expr> {
-    let Expr::Relation { terms, ops } = e else { return None };
+    let Expr::Relation { terms, ops } = e else {
+        return None;
+    };
     let k = ops.iter().position(|o| *o == RelOp::Approx)?;
     if !ops.iter().all(|o| matches!(o, RelOp::Eq | RelOp::Approx)) {
         return None;
@@ -101,7 +103,10 @@ fn consistent_rounding(e: &Expr) -> Option<Expr> {
         Some(p) => pow10(p.last_place),
         None => BigRational::one(),
     };
-    let (a, b) = (eval(exact, &Env::new()).approx()?, eval(rounded, &Env::new()).approx()?);
+    let (a, b) = (
+        eval(exact, &Env::new()).approx()?,
+        eval(rounded, &Env::new()).approx()?,
+    );
     let unit = rational_to_f64(&unit)?;
     ((a - b).norm() <= unit * (1.0 + 1e-9)).then(|| rounded.clone())
 }
@@ -118,7 +123,6 @@ fn alternatives(e: Expr) -> Vec<Expr> {
 fn is_var(e: &Expr) -> bool {
     matches!(e, Expr::Var(_))
 }
-
 
 fn is_constant(e: &Expr) -> bool {
     e.variables().is_empty()
@@ -216,13 +220,21 @@ fn relation_plain_form(terms: &[Expr], ops: &[RelOp]) -> Option<Expr> {
         // \approx 0.33` for the exact side before the first `\approx` (its
         // rounding is a second reading only when consistent, see `readings`).
         let k = ops.iter().position(|o| *o == RelOp::Approx).unwrap_or(ops.len());
-        let answer = if names_vars(&terms[k]) { terms.last()? } else { &terms[k] };
+        let answer = if names_vars(&terms[k]) {
+            terms.last()?
+        } else {
+            &terms[k]
+        };
         return Some(plain_form(answer));
     }
     // An identity `(x+1)^2 = x^2 + 2x + 1` stands for its last side; an
     // equation to solve (`x^2 = 4`) stays an equation.
     if let ([lhs, rhs], [RelOp::Eq]) = (terms, ops) {
-        if !names_vars(lhs) && !names_vars(rhs) && !lhs.is_structure() && !rhs.is_structure() && scalar_eq(lhs, rhs)
+        if !names_vars(lhs)
+            && !names_vars(rhs)
+            && !lhs.is_structure()
+            && !rhs.is_structure()
+            && scalar_eq(lhs, rhs)
         {
             return Some(plain_form(rhs));
         }
@@ -234,7 +246,10 @@ fn relation_plain_form(terms: &[Expr], ops: &[RelOp]) -> Option<Expr> {
         ([x, c], [RelOp::Ne]) | ([c, x], [RelOp::Ne]) if is_var(x) && is_constant(c) => {
             let inf = Expr::Const(Const::Infinity);
             let neg_inf = Expr::Neg(inf.clone().boxed());
-            Some(Expr::Union(vec![interval(&neg_inf, c, false, false), interval(c, &inf, false, false)]))
+            Some(Expr::Union(vec![
+                interval(&neg_inf, c, false, false),
+                interval(c, &inf, false, false),
+            ]))
         }
         ([x, c], [op]) if is_var(x) && is_constant(c) => half_line(c, *op, false),
         ([c, x], [op]) if is_var(x) && is_constant(c) => half_line(c, *op, true),
@@ -776,12 +791,18 @@ mod tests {
         assert!(!eq("11", "x = 11 = 12"));
         assert!(eq("20", "4 \\cdot 5 = 20"));
         assert!(eq("x^2+2x+1", "(x+1)^2 = x^2 + 2x + 1"));
-        assert!(!eq("81", "x^2 = 81"), "an equation to solve is not its right side");
+        assert!(
+            !eq("81", "x^2 = 81"),
+            "an equation to solve is not its right side"
+        );
         assert!(eq("\\frac13", "x = \\frac13 \\approx 0.33"));
         assert!(eq("0.33", "x = \\frac13 \\approx 0.33"));
         assert!(!eq("0.34", "x = \\frac13 \\approx 0.33"));
         assert!(!eq("7", "x = 5 \\approx 7"));
-        assert!(!eq("7", "x = 6.6 \\approx 7"), "an exact gold needs the exact side");
+        assert!(
+            !eq("7", "x = 6.6 \\approx 7"),
+            "an exact gold needs the exact side"
+        );
         assert!(eq("6.6", "x = 6.6 \\approx 7"));
         assert!(eq("x \\ne 3", "(-\\infty,3)\\cup(3,\\infty)"));
         assert!(!eq("x \\ne 3", "(-\\infty,3]\\cup(3,\\infty)"));
@@ -801,8 +822,14 @@ mod tests {
         assert!(!eq("11_2", "3_4"));
         assert!(eq("55", "\\sum_{k=1}^{10} k"));
         assert!(eq("\\prod_{k=1}^{5} k", "120"));
-        assert!(eq("F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}", "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}"));
-        assert!(!eq("F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}", "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k}"));
+        assert!(eq(
+            "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}",
+            "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}"
+        ));
+        assert!(!eq(
+            "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}",
+            "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k}"
+        ));
     }
 
     #[test]

@@ -216,7 +216,10 @@ fn big_op(kind: BigOpKind, var: &str, lo: Value, hi: Value, body: &Expr, env: &E
     let mut k = lo;
     while k <= hi {
         let mut vars = env.vars.clone();
-        vars.insert(var.to_string(), Value::Exact(BigRational::from_integer(k.clone())));
+        vars.insert(
+            var.to_string(),
+            Value::Exact(BigRational::from_integer(k.clone())),
+        );
         let inner = Env {
             vars,
             max_bits: env.max_bits,

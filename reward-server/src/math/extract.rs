@@ -91,7 +91,10 @@ pub fn last_boxes(response: &str, count: usize) -> Option<String> {
     if count == 0 || boxed.len() < count {
         return None;
     }
-    let parts: Vec<&str> = boxed[boxed.len() - count..].iter().map(|b| b.content.trim()).collect();
+    let parts: Vec<&str> = boxed[boxed.len() - count..]
+        .iter()
+        .map(|b| b.content.trim())
+        .collect();
     Some(parts.join(", "))
 }
 
@@ -268,7 +271,10 @@ fn answer_phrase(s: &str) -> Option<String> {
     // Skip `:`, `**`, `is`, white space between the phrase and the answer.
     loop {
         let t = tail.trim_start_matches([':', '*', ' ', '\t']);
-        let t = t.strip_prefix("is").filter(|r| r.starts_with([' ', ':', '\n', '\t'])).unwrap_or(t);
+        let t = t
+            .strip_prefix("is")
+            .filter(|r| r.starts_with([' ', ':', '\n', '\t']))
+            .unwrap_or(t);
         if t.len() == tail.len() {
             break;
         }
@@ -322,7 +328,10 @@ fn last_math_spans(s: &str) -> Option<(String, usize)> {
     {
         first -= 1;
     }
-    let parts: Vec<&str> = spans[first..].iter().map(|&(_, _, a, z)| s[a..z].trim()).collect();
+    let parts: Vec<&str> = spans[first..]
+        .iter()
+        .map(|&(_, _, a, z)| s[a..z].trim())
+        .collect();
     Some((parts.join(", "), spans[last].1))
 }
 
@@ -349,7 +358,10 @@ fn is_span_connector(gap: &str) -> bool {
         .filter(|w| !w.is_empty())
         .collect();
     let has_joint = gap.contains([',', ';']) || !words.is_empty();
-    has_joint && words.iter().all(|w| matches!(w.to_ascii_lowercase().as_str(), "and" | "or"))
+    has_joint
+        && words
+            .iter()
+            .all(|w| matches!(w.to_ascii_lowercase().as_str(), "and" | "or"))
 }
 
 /// Most math spans remembered while scanning (the last ones): the most
@@ -480,7 +492,12 @@ mod tests {
         assert_eq!(lenient(r).unwrap().0, "34");
         assert_eq!(lenient("The answer is Tuesday.").unwrap().0, "Tuesday");
         assert_eq!(lenient("The answer is (B).").unwrap().0, "(B)");
-        assert_eq!(lenient("Thus, the answer is:\n\\[ \\frac{207}{64} \\]").unwrap().0, "\\frac{207}{64}");
+        assert_eq!(
+            lenient("Thus, the answer is:\n\\[ \\frac{207}{64} \\]")
+                .unwrap()
+                .0,
+            "\\frac{207}{64}"
+        );
     }
 
     #[test]

@@ -300,7 +300,8 @@ fn python_powers(s: &str) -> String {
     while i < b.len() {
         let operands = i > 0
             && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b')')
-            && b.get(i + 2).is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'(' | b'-'));
+            && b.get(i + 2)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'(' | b'-'));
         if b[i] == b'*' && b.get(i + 1) == Some(&b'*') && operands {
             out.push('^');
             i += 2;
@@ -321,7 +322,8 @@ fn connector_words(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < b.len() {
-        let word_start = b[i].is_ascii_alphabetic() && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'\\'));
+        let word_start = b[i].is_ascii_alphabetic()
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'\\'));
         if word_start {
             let len = b[i..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
             let word = &s[i..i + len];
@@ -887,13 +889,19 @@ mod tests {
             m("\\\\begin{pmatrix} 1 \\\\\\\\ 2 \\\\end{pmatrix}"),
             "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"
         );
-        assert_eq!(m("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"), "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}");
+        assert_eq!(
+            m("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"
+        );
         assert_eq!(m("$1$ and $2$ and $3$"), "1, 2, 3");
         assert_eq!(m("7, -2, \\text{ and } -5"), "7, -2, -5");
         assert_eq!(m("(11,7) or (7,11)"), "(11,7), (7,11)");
         assert_eq!(m("x_1 = 2 \\quad x_2 = 3"), "x_1 = 2, x_2 = 3");
         assert_eq!(m("5 \\quad \\text{cm}"), "5");
-        assert_eq!(m("\\begin{pmatrix} 1 & \\quad 2 \\end{pmatrix}"), "\\begin{pmatrix} 1 & 2 \\end{pmatrix}");
+        assert_eq!(
+            m("\\begin{pmatrix} 1 & \\quad 2 \\end{pmatrix}"),
+            "\\begin{pmatrix} 1 & 2 \\end{pmatrix}"
+        );
         assert_eq!(m("2**(1/4)"), "2^(1/4)");
         assert_eq!(m("**5**"), "**5**");
         assert_eq!(m("10weeks"), "10");

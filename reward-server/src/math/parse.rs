@@ -243,7 +243,9 @@ fn ends_with_literal(e: Option<&Expr>) -> bool {
 /// True when `i` is white space followed by a (possibly negative) number.
 fn starts_literal(i: &str) -> bool {
     let j = ws(i);
-    j.len() < i.len() && j.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit())
+    j.len() < i.len()
+        && j.trim_start_matches('-')
+            .starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// A bare answer list. When `;` separates groups of equal size (at least two)
@@ -783,7 +785,10 @@ fn base_subscript(i: &str) -> Option<(u32, &str)> {
     let (digits, rest) = match r.strip_prefix('{') {
         Some(inner) => {
             let close = inner.find('}')?;
-            let body = inner[..close].trim().trim_start_matches('(').trim_end_matches(')');
+            let body = inner[..close]
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')');
             (body, &inner[close + 1..])
         }
         None => {
@@ -1096,7 +1101,8 @@ fn row_break(i: &str) -> Option<&str> {
         return Some(r);
     }
     let r = ws(i).strip_prefix('\\')?;
-    r.starts_with(|c: char| c.is_ascii_digit() || c == '-').then_some(r)
+    r.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+        .then_some(r)
 }
 
 /// A word in atom position: a plain function name followed by `(`, a
@@ -1155,7 +1161,10 @@ fn subscript(i: &str, mut name: String) -> Res<'_, Expr> {
             if sub.chars().all(|c| c.is_ascii_alphanumeric()) {
                 name.push('_');
                 name.push_str(&sub);
-            } else if sub.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | ',')) {
+            } else if sub
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | ','))
+            {
                 // An index expression (`F_{n-k-1}`) names its own symbol.
                 name.push_str("_{");
                 name.push_str(&sub);
@@ -1294,7 +1303,10 @@ mod tests {
             "sum_{k=0}^{(n - 1)}((F_k * F_{n-k-1}))"
         );
         assert_eq!(p("\\prod^{5}_{k=1} k"), "prod_{k=1}^{5}(k)");
-        assert_eq!(p("p=5,q=2; p=7,q=2"), "list(tuple(p = 5, q = 2), tuple(p = 7, q = 2))");
+        assert_eq!(
+            p("p=5,q=2; p=7,q=2"),
+            "list(tuple(p = 5, q = 2), tuple(p = 7, q = 2))"
+        );
         assert_eq!(p("1, 2; 3"), "list(1, 2, 3)");
         assert_eq!(p("-2 3 5"), "list((-2), 3, 5)");
         assert_eq!(p("2 x"), "(2 * x)");

@@ -36,8 +36,23 @@ const MAX_HEDGE_WORDS: usize = 6;
 
 /// Commands whose argument is prose, not math.
 const PROSE_COMMANDS: &[&str] = &[
-    "text", "textbf", "textit", "textrm", "textsf", "texttt", "textnormal", "emph", "mbox", "hbox",
-    "section", "subsection", "item", "label", "ref", "cite", "footnote",
+    "text",
+    "textbf",
+    "textit",
+    "textrm",
+    "textsf",
+    "texttt",
+    "textnormal",
+    "emph",
+    "mbox",
+    "hbox",
+    "section",
+    "subsection",
+    "item",
+    "label",
+    "ref",
+    "cite",
+    "footnote",
 ];
 
 /// Function and constant names that count as math when written as words.
@@ -47,8 +62,8 @@ const MATH_WORDS: &[&str] = &[
 
 /// Unit words that may follow a number without a space (`5cm`).
 const GLUED_UNITS: &[&str] = &[
-    "cm", "mm", "km", "m", "kg", "g", "mg", "ml", "l", "s", "ms", "h", "hr", "hrs", "min", "ft", "in",
-    "lb", "lbs", "oz", "mph", "kph",
+    "cm", "mm", "km", "m", "kg", "g", "mg", "ml", "l", "s", "ms", "h", "hr", "hrs", "min", "ft", "in", "lb",
+    "lbs", "oz", "mph", "kph",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +127,9 @@ pub(crate) fn math_tail_at(text: &str, needs_value: bool) -> Option<(String, usi
                     while !text.is_char_boundary(lo) {
                         lo += 1;
                     }
-                    text[lo..start].rfind(|c: char| c.is_ascii_whitespace()).map_or(start, |k| lo + k + 1)
+                    text[lo..start]
+                        .rfind(|c: char| c.is_ascii_whitespace())
+                        .map_or(start, |k| lo + k + 1)
                 }
             };
         }
@@ -144,7 +161,8 @@ fn may_hold_value(window: &str) -> bool {
         c if c.is_ascii_digit() => true,
         b'$' => b.get(i + 1).is_some_and(|&c| c != b'$'),
         b'\\' => {
-            matches!(b.get(i + 1), Some(b')' | b']')) || VALUE_COMMANDS.iter().any(|c| b[i..].starts_with(c.as_bytes()))
+            matches!(b.get(i + 1), Some(b')' | b']'))
+                || VALUE_COMMANDS.iter().any(|c| b[i..].starts_with(c.as_bytes()))
         }
         _ => false,
     })
@@ -199,7 +217,9 @@ fn tail_in(text: &str, from: usize, needs_value: bool) -> Found {
 /// only commas and connectors, or a hedge inside one sentence ("3, or maybe
 /// 4", "3 (or possibly 4)").
 fn joins(text: &str, gap: &[Token]) -> bool {
-    let plain = gap.iter().any(|t| matches!(t.kind, Kind::Connector | Kind::Comma))
+    let plain = gap
+        .iter()
+        .any(|t| matches!(t.kind, Kind::Connector | Kind::Comma))
         && gap
             .iter()
             .all(|t| matches!(t.kind, Kind::Connector | Kind::Comma | Kind::Space));
@@ -267,7 +287,10 @@ fn stretches(text: &str, tokens: &[Token]) -> Vec<(usize, usize)> {
 }
 
 fn in_stretch(kind: Kind) -> bool {
-    matches!(kind, Kind::Num | Kind::Math | Kind::Op | Kind::Letter | Kind::Space | Kind::Comma)
+    matches!(
+        kind,
+        Kind::Num | Kind::Math | Kind::Op | Kind::Letter | Kind::Space | Kind::Comma
+    )
 }
 
 fn trim(text: &str, tokens: &[Token], from: usize) -> Option<(usize, usize)> {
@@ -285,13 +308,19 @@ fn trim(text: &str, tokens: &[Token], from: usize) -> Option<(usize, usize)> {
         // end with an operator that still wants an operand.
         while a < b
             && tokens[a].kind == Kind::Op
-            && matches!(op(&tokens[a]), "=" | "<" | ">" | ")" | "]" | "}" | "*" | "/" | "^" | "_" | "!" | "|")
+            && matches!(
+                op(&tokens[a]),
+                "=" | "<" | ">" | ")" | "]" | "}" | "*" | "/" | "^" | "_" | "!" | "|"
+            )
         {
             a += 1;
         }
         while b > a
             && tokens[b - 1].kind == Kind::Op
-            && matches!(op(&tokens[b - 1]), "=" | "<" | ">" | "(" | "[" | "{" | "+" | "-" | "*" | "/" | "^" | "_")
+            && matches!(
+                op(&tokens[b - 1]),
+                "=" | "<" | ">" | "(" | "[" | "{" | "+" | "-" | "*" | "/" | "^" | "_"
+            )
         {
             b -= 1;
         }
@@ -305,9 +334,17 @@ fn trim(text: &str, tokens: &[Token], from: usize) -> Option<(usize, usize)> {
                 _ => 0,
             })
             .sum();
-        if depth < 0 && b > a && matches!(op(&tokens[b - 1]), ")" | "]" | "}") && tokens[b - 1].kind == Kind::Op {
+        if depth < 0
+            && b > a
+            && matches!(op(&tokens[b - 1]), ")" | "]" | "}")
+            && tokens[b - 1].kind == Kind::Op
+        {
             b -= 1;
-        } else if depth > 0 && a < b && tokens[a].kind == Kind::Op && matches!(op(&tokens[a]), "(" | "[" | "{") {
+        } else if depth > 0
+            && a < b
+            && tokens[a].kind == Kind::Op
+            && matches!(op(&tokens[a]), "(" | "[" | "{")
+        {
             a += 1;
         }
         if (a, b) == before {
@@ -322,7 +359,11 @@ fn trim(text: &str, tokens: &[Token], from: usize) -> Option<(usize, usize)> {
 /// `x = 5`, `2x`, `(C)`; but not the `a` in `is a 5`.
 fn resolve_letters(text: &str, tokens: &mut [Token]) {
     let arith = |t: &Token| {
-        t.kind == Kind::Op && matches!(&text[t.start..t.end], "=" | "<" | ">" | "+" | "-" | "*" | "/" | "^" | "_")
+        t.kind == Kind::Op
+            && matches!(
+                &text[t.start..t.end],
+                "=" | "<" | ">" | "+" | "-" | "*" | "/" | "^" | "_"
+            )
     };
     let touching = |t: &Token| matches!(t.kind, Kind::Op | Kind::Num | Kind::Math);
     let n = tokens.len();
@@ -521,8 +562,8 @@ fn tokenize(s: &str, from: usize) -> Vec<Token> {
                 push(&mut out, Kind::Comma, i, i + 1);
                 i += 1;
             }
-            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'^' | b'_' | b'(' | b')' | b'[' | b']' | b'{'
-            | b'}' | b'|' | b'!' | b'%' | b'\'' | b'&' => {
+            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'^' | b'_' | b'(' | b')' | b'[' | b']'
+            | b'{' | b'}' | b'|' | b'!' | b'%' | b'\'' | b'&' => {
                 push(&mut out, Kind::Op, i, i + 1);
                 i += 1;
             }
@@ -571,7 +612,11 @@ fn word_end(b: &[u8], i: usize) -> usize {
     while j < b.len() {
         if b[j].is_ascii_alphanumeric() {
             j += 1;
-        } else if b[j] == b'\'' && j > i && b.get(j + 1).is_some_and(u8::is_ascii_alphabetic) && b[j - 1].is_ascii_alphabetic() {
+        } else if b[j] == b'\''
+            && j > i
+            && b.get(j + 1).is_some_and(u8::is_ascii_alphabetic)
+            && b[j - 1].is_ascii_alphabetic()
+        {
             j += 1;
         } else {
             break;
