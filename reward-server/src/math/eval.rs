@@ -586,6 +586,17 @@ mod tests {
     }
 
     #[test]
+    fn sums_and_products() {
+        assert_eq!(v("\\sum_{k=1}^{10} k"), q(55, 1));
+        assert_eq!(v("\\prod_{k=1}^{5} k"), q(120, 1));
+        assert_eq!(v("\\sum_{k=5}^{1} k"), q(0, 1));
+        let n = MAX_BIG_OP_TERMS as i64;
+        assert_eq!(v(&format!("\\sum_{{k=1}}^{{{n}}} 1")), q(n, 1));
+        assert_eq!(v(&format!("\\sum_{{k=1}}^{{{}}} 1", n + 1)), Value::Undefined);
+        assert_eq!(v("\\sum_{k=1}^{n} k"), Value::Undefined);
+    }
+
+    #[test]
     fn huge_and_undefined() {
         assert_eq!(v("10^{10^{10}}"), Value::Undefined);
         assert_eq!(v("10^{-10^{10}}"), Value::Undefined);

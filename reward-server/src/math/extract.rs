@@ -518,6 +518,22 @@ mod tests {
     }
 
     #[test]
+    fn trailing_prose_and_span_limits() {
+        let prose = |n: usize| "word ".repeat(n / 5);
+        let r = format!("so $x = 5$. {}", prose(MAX_TRAILING - 10));
+        assert_eq!(lenient(&r).unwrap().0, "x = 5");
+        let r = format!("so $x = 5$. {}", prose(MAX_TRAILING + 10));
+        assert_eq!(lenient(&r), None);
+        let r = format!("so x = 5. {}", prose(MAX_TRAILING + 10));
+        assert_eq!(lenient(&r), None);
+        // At most MAX_SPANS spans join into one answer.
+        let spans: Vec<String> = (0..MAX_SPANS + 6).map(|k| format!("${k}$")).collect();
+        let joined = lenient(&spans.join(" or ")).unwrap().0;
+        assert_eq!(joined.split(", ").count(), MAX_SPANS);
+        assert!(joined.ends_with(&format!("{}", MAX_SPANS + 5)));
+    }
+
+    #[test]
     fn last_boxes_for_answers_in_parts() {
         let r = "The width is $\\boxed{3}$ and the length is $\\boxed{4}$.";
         assert_eq!(lenient(r).unwrap().0, "4");

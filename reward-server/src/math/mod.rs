@@ -148,7 +148,10 @@ pub fn verify(answer: &str, response: &str, mode: ExtractMode) -> MathOutcome {
     if !correct && found.source == extract::Source::Boxed {
         if let Reading::Parsed(ast::Expr::List(parts)) = &gold_reading {
             if let Some(text) = extract::last_boxes(response, parts.len()) {
-                if text != extracted && compare(&gold_n, &gold_reading, &text).0 {
+                if text != extracted
+                    && text.len() <= MAX_ANSWER_BYTES
+                    && compare(&gold_n, &gold_reading, &text).0
+                {
                     correct = true;
                     extracted = text;
                 }

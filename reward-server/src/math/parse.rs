@@ -256,7 +256,7 @@ fn answer_list(mut items: Vec<Expr>, group_ends: Vec<usize>) -> Expr {
     }
     let size = group_ends.first().copied().unwrap_or(0);
     let grouped = size >= 2
-        && items.len() % size == 0
+        && items.len().is_multiple_of(size)
         && group_ends.len() == items.len() / size - 1
         && group_ends.iter().enumerate().all(|(k, &e)| e == (k + 1) * size);
     if !grouped {

@@ -610,17 +610,14 @@ fn number_end(b: &[u8], i: usize) -> usize {
 fn word_end(b: &[u8], i: usize) -> usize {
     let mut j = i;
     while j < b.len() {
-        if b[j].is_ascii_alphanumeric() {
-            j += 1;
-        } else if b[j] == b'\''
+        let apostrophe = b[j] == b'\''
             && j > i
-            && b.get(j + 1).is_some_and(u8::is_ascii_alphabetic)
             && b[j - 1].is_ascii_alphabetic()
-        {
-            j += 1;
-        } else {
+            && b.get(j + 1).is_some_and(u8::is_ascii_alphabetic);
+        if !(b[j].is_ascii_alphanumeric() || apostrophe) {
             break;
         }
+        j += 1;
     }
     j
 }
@@ -750,6 +747,21 @@ mod tests {
         assert_eq!(math_tail("The answer is (C).", false).unwrap(), "(C)");
         assert_eq!(tail("no digits here"), None);
         assert_eq!(tail("5 \\text{ cm}").unwrap(), "5");
+    }
+
+    #[test]
+    fn joins_and_arguments_are_bounded() {
+        let many: Vec<String> = (0..MAX_JOINED + 5).map(|k| k.to_string()).collect();
+        let found = tail(&many.join(" or ")).unwrap();
+        assert_eq!(found.split(", ").count(), MAX_JOINED);
+        // A brace group longer than MAX_GROUP is not read as one argument.
+        let long = format!("{{{}}}", "1".repeat(MAX_GROUP));
+        assert_eq!(Ahead::new(&long, 0).group_end(long.as_bytes(), 0), None);
+        let short = format!("{{{}}}", "1".repeat(MAX_GROUP - 2));
+        assert_eq!(
+            Ahead::new(&short, 0).group_end(short.as_bytes(), 0),
+            Some(MAX_GROUP)
+        );
     }
 
     #[test]
