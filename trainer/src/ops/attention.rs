@@ -1,5 +1,6 @@
-//! Fused grouped-query attention for the CPU, in two differentiable steps and
-//! one inference-only step:
+//! Fused grouped-query attention for the CPU: the differentiable q/k/v
+//! layout step, the reference composition of causal attention, and the
+//! inference-only attention over a KV cache:
 //!
 //! - [`qkv_heads`] takes the output of the stacked q/k/v projection
 //!   (`(batch, seq, (heads + 2 kv_heads) * head_dim)`, before its bias) and
@@ -7,14 +8,16 @@
 //!   heads out head-major into one flat tensor: `q (batch, heads, seq, hd)`,
 //!   then `k (batch, kv_heads, seq, hd)`, then `v` likewise ([`Heads`] gives
 //!   the offsets). The query heads sharing a key/value head are adjacent.
-//! - [`causal_attention`] computes `softmax(q k^T + mask) v` from that flat
-//!   tensor and returns `(batch * seq, heads * hd)`, ready for the output
-//!   projection. The mask is causal and hides each row's left padding. It
-//!   works per (row, key/value head) with the `gemm` kernels on sub-matrices,
-//!   in blocks of query rows that skip the keys the causal mask hides. Its
-//!   backward pass reuses the probabilities of the forward pass.
-//! - [`cached_attention`] is the same for new tokens over a KV cache, for
-//!   decoding; it has no backward pass.
+//! - [`causal_attention_reference`] computes `softmax(q k^T + mask) v` from
+//!   that flat tensor as a composition of candle ops and returns `(batch *
+//!   seq, heads * hd)`, ready for the output projection. The mask is causal
+//!   and hides each row's left padding. Training and prefill use the
+//!   blockwise [`super::flash_attention`] (`flash.rs`), which the tests hold
+//!   to it, forward and backward.
+//! - [`cached_attention`] is attention for new tokens over a KV cache, for
+//!   decoding: per (row, key/value head) with the `gemm` kernels on
+//!   sub-matrices, in blocks of query rows that skip the keys the causal
+//!   mask hides; it has no backward pass.
 //!
 //! The masking follows the composition in the model ([`causal_attention_reference`]):
 //! a hidden key gets probability 0, and a query that can see no key at all (a
@@ -23,7 +26,6 @@
 //! ops that the tests hold the fused ops to; the public functions fall back to
 //! them off the CPU or for other dtypes.
 
-use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -90,7 +92,7 @@ impl Heads {
     }
 }
 
-fn pads_of(left_pad: Option<&[usize]>, heads: Heads) -> Result<Vec<usize>> {
+pub(super) fn pads_of(left_pad: Option<&[usize]>, heads: Heads) -> Result<Vec<usize>> {
     match left_pad {
         Some(p) if p.len() != heads.batch => {
             candle_core::bail!(
@@ -392,26 +394,13 @@ impl CustomOp1 for QkvHeadsBackward<'_> {
 
 // ---------------------------------------------------------------- attention
 
-/// Causal self-attention over the flat q/k/v of [`qkv_heads`] (no cache:
-/// positions `0..seq`), hiding the first `left_pad[row]` keys of each row.
-/// Returns `(batch * seq, heads * head_dim)`; differentiable.
-pub fn causal_attention(qkv: &Tensor, heads: Heads, left_pad: Option<&[usize]>) -> Result<Tensor> {
+/// Checks that `qkv` is the flat q/k/v of `heads`, naming `op` if not.
+pub(super) fn check_flat(qkv: &Tensor, heads: Heads, op: &str) -> Result<()> {
     heads.check()?;
     if qkv.dims() != [heads.total()] {
-        candle_core::bail!(
-            "causal_attention: {:?} is not the flat q/k/v of {heads:?}",
-            qkv.dims()
-        );
+        candle_core::bail!("{op}: {:?} is not the flat q/k/v of {heads:?}", qkv.dims());
     }
-    if fused(qkv) {
-        let core = Causal::new(heads, left_pad)?;
-        qkv.contiguous()?.apply_op1(CausalAttention {
-            core,
-            probs: Mutex::new(None),
-        })
-    } else {
-        causal_attention_reference(qkv, heads, left_pad)
-    }
+    Ok(())
 }
 
 /// The additive mask of the reference: `(1 or batch, 1, seq, offset + seq)`.
@@ -430,7 +419,7 @@ fn mask(heads: Heads, offset: usize, pads: &[usize], device: &candle_core::Devic
     Tensor::from_vec(bias, (pads.len(), 1, t, tk), device)
 }
 
-/// [`causal_attention`] as a composition of candle ops (the model's attention
+/// Causal attention over the flat q/k/v as a composition of candle ops (the model's attention
 /// before the fused version).
 pub fn causal_attention_reference(qkv: &Tensor, heads: Heads, left_pad: Option<&[usize]>) -> Result<Tensor> {
     let Heads {
@@ -615,7 +604,7 @@ impl Group {
 }
 
 /// Copies outputs laid out `(batch, heads, seq, hd)` into `(batch * seq, heads * hd)`.
-fn heads_to_rows(o: &[f32], heads: Heads) -> Vec<f32> {
+pub(super) fn heads_to_rows(o: &[f32], heads: Heads) -> Vec<f32> {
     let Heads {
         seq: t,
         heads: h,
@@ -635,206 +624,6 @@ fn heads_to_rows(o: &[f32], heads: Heads) -> Vec<f32> {
         y.chunks_mut(h * hd).enumerate().for_each(body);
     }
     y
-}
-
-/// Causal self-attention of one batch, on slices (see [`causal_attention`]).
-pub(super) struct Causal {
-    heads: Heads,
-    pads: Vec<usize>,
-}
-
-impl Causal {
-    /// The attention of `heads` with each row's left padding (or none).
-    pub(super) fn new(heads: Heads, left_pad: Option<&[usize]>) -> Result<Causal> {
-        heads.check()?;
-        Ok(Causal {
-            heads,
-            pads: pads_of(left_pad, heads)?,
-        })
-    }
-
-    fn group(&self, bi: usize) -> Group {
-        let Heads {
-            seq: t, head_dim: hd, ..
-        } = self.heads;
-        Group {
-            t,
-            tk: t,
-            hd,
-            rep: self.heads.rep(),
-            offset: 0,
-            pad: self.pads[bi],
-        }
-    }
-
-    /// Keys and values of group `g` (row `g / kv`, head `g % kv`).
-    fn kv<'a>(&self, qkv: &'a [f32], g: usize) -> (Rows<'a>, Rows<'a>) {
-        let Heads {
-            seq: t, head_dim: hd, ..
-        } = self.heads;
-        let base = self.heads.q_len() + g * t * hd;
-        let k = Rows {
-            data: qkv,
-            offset: base,
-            rs: hd,
-            cs: 1,
-            hd,
-        };
-        (
-            k,
-            Rows {
-                offset: base + self.heads.kv_len(),
-                ..k
-            },
-        )
-    }
-
-    /// The output `(batch * seq, heads * hd)` of the flat q/k/v, and the
-    /// probabilities `(batch, heads, seq, seq)` for the backward pass.
-    pub(super) fn forward(&self, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let Heads {
-            batch: b,
-            seq: t,
-            heads: h,
-            kv_heads: kv,
-            head_dim: hd,
-        } = self.heads;
-        let rep = self.heads.rep();
-        let mut probs = vec![0f32; b * h * t * t];
-        let mut o = vec![0f32; self.heads.q_len()];
-        o.par_chunks_mut(rep * t * hd)
-            .zip(probs.par_chunks_mut(rep * t * t))
-            .enumerate()
-            .for_each(|(g, (o, p))| {
-                let (k, v) = self.kv(qkv, g);
-                self.group(g / kv).forward(qkv, g * rep * t * hd, k, v, p, o);
-            });
-        (heads_to_rows(&o, self.heads), probs)
-    }
-
-    /// The gradient of the flat q/k/v from that of the output, `dy`.
-    pub(super) fn backward(&self, qkv: &[f32], probs: &[f32], dy: &[f32]) -> Vec<f32> {
-        let Heads {
-            seq: t,
-            heads: h,
-            kv_heads: kv,
-            head_dim: hd,
-            ..
-        } = self.heads;
-        let rep = self.heads.rep();
-        let mut out = vec![0f32; self.heads.total()];
-        let (dq, dkv) = out.split_at_mut(self.heads.q_len());
-        let (dk, dv) = dkv.split_at_mut(self.heads.kv_len());
-        let groups = dq
-            .par_chunks_mut(rep * t * hd)
-            .zip(dk.par_chunks_mut(t * hd))
-            .zip(dv.par_chunks_mut(t * hd));
-        groups.enumerate().for_each(|(g, ((dq, dk), dv))| {
-            let (bi, kvh) = (g / kv, g % kv);
-            let grp = self.group(bi);
-            let (k, v) = self.kv(qkv, g);
-            let p = &probs[g * rep * t * t..][..rep * t * t];
-            let q_off = g * rep * t * hd;
-            let mut ds = vec![0f32; BLOCK * t];
-            for r in 0..rep {
-                let head = kvh * rep + r;
-                for (i0, i1, kend) in grp.blocks() {
-                    let (rows, first) = (i1 - i0, r * t + i0);
-                    let d_o = Mat::rows(dy, (bi * t + i0) * h * hd + head * hd, rows, hd, h * hd);
-                    // dP = dO v^T, then dS = P * (dP - rowsum(P * dP)).
-                    matmul(
-                        MatMut::rows(&mut ds, 0, rows, kend, kend),
-                        d_o,
-                        v.top(kend).t(),
-                        false,
-                        false,
-                    );
-                    for (ii, dsr) in ds.chunks_mut(kend).take(rows).enumerate() {
-                        let pr = &p[(first + ii) * t..][..kend];
-                        let dot: f32 = pr.iter().zip(dsr.iter()).map(|(p, d)| p * d).sum();
-                        dsr.iter_mut().zip(pr).for_each(|(d, p)| *d = p * (*d - dot));
-                    }
-                    let dsm = Mat::rows(&ds, 0, rows, kend, kend);
-                    matmul(
-                        MatMut::rows(dq, first * hd, rows, hd, hd),
-                        dsm,
-                        k.top(kend),
-                        false,
-                        false,
-                    );
-                    let qb = Mat::rows(qkv, q_off + first * hd, rows, hd, hd);
-                    matmul(MatMut::rows(dk, 0, kend, hd, hd), dsm.t(), qb, true, false);
-                    let pb = Mat::rows(p, first * t, rows, kend, t);
-                    matmul(MatMut::rows(dv, 0, kend, hd, hd), pb.t(), d_o, true, false);
-                }
-            }
-        });
-        out
-    }
-}
-
-struct CausalAttention {
-    core: Causal,
-    /// The forward pass's probabilities, `(batch, heads, seq, seq)`, for the backward pass.
-    probs: Mutex<Option<Vec<f32>>>,
-}
-
-impl CustomOp1 for CausalAttention {
-    fn name(&self) -> &'static str {
-        "causal-attention"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = cpu_slice(storage, layout, "causal-attention")?;
-        let (y, probs) = self.core.forward(qkv);
-        *self.probs.lock().expect("attention probabilities poisoned") = Some(probs);
-        let Heads {
-            batch: b,
-            seq: t,
-            heads: h,
-            head_dim: hd,
-            ..
-        } = self.core.heads;
-        Ok((CpuStorage::F32(y), Shape::from((b * t, h * hd))))
-    }
-
-    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let probs = self.probs.lock().expect("attention probabilities poisoned");
-        let Some(probs) = probs.as_ref() else {
-            candle_core::bail!("causal-attention: backward before forward");
-        };
-        let back = CausalAttentionBackward {
-            op: &self.core,
-            probs,
-        };
-        Ok(Some(qkv.apply_op2_no_bwd(&grad.contiguous()?, &back)?))
-    }
-}
-
-/// `(qkv, grad of the output)` → gradient of the flat q/k/v.
-struct CausalAttentionBackward<'a> {
-    op: &'a Causal,
-    probs: &'a [f32],
-}
-
-impl CustomOp2 for CausalAttentionBackward<'_> {
-    fn name(&self) -> &'static str {
-        "causal-attention-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        qs: &CpuStorage,
-        ql: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let qkv = cpu_slice(qs, ql, "causal-attention-backward")?;
-        let dy = cpu_slice(gs, gl, "causal-attention-backward")?;
-        let out = self.op.backward(qkv, self.probs, dy);
-        let n = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(n)))
-    }
 }
 
 /// `sum(a * b)` in eight lanes, so the loop vectorises.
@@ -1033,30 +822,6 @@ mod tests {
     }
 
     #[test]
-    fn causal_attention_matches_the_reference_forward_and_backward() -> Result<()> {
-        // Grouped and plain heads, left padding (a fully padded query row
-        // included), and more rows than one block.
-        let cases: [(Heads, Option<Vec<usize>>); 4] = [
-            (heads(2, 6, 4, 2), None),
-            (heads(3, 7, 4, 4), Some(vec![0, 2, 6])),
-            (heads(2, 150, 2, 1), Some(vec![70, 0])),
-            (heads(1, 130, 2, 2), None),
-        ];
-        for (hs, pads) in cases {
-            let qkv = Var::from_tensor(&randn(&[hs.total()], 7))?;
-            let g = randn(&[hs.batch * hs.seq, hs.heads * hs.head_dim], 8);
-            let a = causal_attention(&qkv, hs, pads.as_deref())?;
-            let b = causal_attention_reference(&qkv, hs, pads.as_deref())?;
-            assert!(max_diff(&a, &b) < 1e-5, "forward {hs:?}");
-            let ga = (&a * &g)?.sum_all()?.backward()?;
-            let gb = (&b * &g)?.sum_all()?.backward()?;
-            let d = max_diff(ga.get(&qkv).unwrap(), gb.get(&qkv).unwrap());
-            assert!(d < 1e-4, "backward {hs:?}: {d}");
-        }
-        Ok(())
-    }
-
-    #[test]
     fn cached_attention_matches_the_reference_on_strided_caches() -> Result<()> {
         // Several new tokens (the blocked path) and one (the decoding loop).
         for t in [3usize, 1] {
@@ -1082,7 +847,7 @@ mod tests {
     #[test]
     fn shapes_that_do_not_fit_are_named() {
         let hs = heads(1, 2, 2, 2);
-        let err = causal_attention(
+        let err = crate::ops::flash_attention(
             &Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
             hs,
             None,

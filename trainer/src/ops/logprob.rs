@@ -159,6 +159,36 @@ pub fn entropy(logits: &Tensor) -> Result<Tensor> {
     Ok(token_stats(&logits, &targets, 1.0)?.entropy)
 }
 
+/// The fused op's raw output `(..., STATS)` (`lse`, `logprob`, `entropy`,
+/// then the max and `ln s` its backward reads), not differentiable. Needs
+/// [`fused_path`].
+pub(super) fn stats_raw(logits: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor> {
+    check(logits, targets, temperature)?;
+    let op = TokenStatsOp {
+        inv_t: (1.0 / temperature) as f32,
+    };
+    logits.contiguous()?.apply_op2_no_bwd(&targets.contiguous()?, &op)
+}
+
+/// The gradient of the logits from [`stats_raw`]'s output `raw` and the
+/// gradient `grad` of its first three columns (`(..., 3)`, `f32`).
+pub(super) fn stats_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    raw: &Tensor,
+    grad: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
+    let zeros = raw.narrow(D::Minus1, 0, STATS - 3)?.zeros_like()?;
+    let aux = Tensor::cat(&[raw, &grad.to_dtype(DType::F32)?, &zeros], D::Minus1)?.contiguous()?;
+    let op = TokenStatsBackward {
+        inv_t: (1.0 / temperature) as f32,
+    };
+    logits
+        .contiguous()?
+        .apply_op3_no_bwd(&targets.contiguous()?, &aux, &op)
+}
+
 fn check(logits: &Tensor, targets: &Tensor, temperature: f64) -> Result<()> {
     let dims = logits.dims();
     if dims.is_empty() || &dims[..dims.len() - 1] != targets.dims() {

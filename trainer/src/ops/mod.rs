@@ -20,8 +20,11 @@
 mod adamw;
 mod attention;
 mod block;
+mod checkpoint;
+mod flash;
 mod gemm;
 mod linear;
+mod lm_head;
 mod logprob;
 mod math;
 mod rms_norm;
@@ -30,11 +33,15 @@ mod softmax;
 mod swiglu;
 
 pub use adamw::{adamw_update, adamw_update_reference, AdamWStep};
-pub use attention::{
-    cached_attention, causal_attention, causal_attention_reference, qkv_heads, qkv_heads_reference, Heads,
+pub use attention::{cached_attention, causal_attention_reference, qkv_heads, qkv_heads_reference, Heads};
+pub use block::{
+    attention_block, attention_block_masked, attention_block_masked_reference, attention_block_reference,
+    mlp_block, mlp_block_reference,
 };
-pub use block::{attention_block, attention_block_reference, mlp_block, mlp_block_reference};
+pub use checkpoint::{checkpoint, Recompute};
+pub use flash::{flash_attention, flash_attention_packed, packed_attention_reference, RowMask};
 pub use linear::{linear, linear_reference, linear_t};
+pub use lm_head::{lm_head_token_stats, DEFAULT_CHUNK};
 pub use logprob::{
     entropy, fused_path, token_logprobs, token_logprobs_reference, token_stats, token_stats_reference,
     TokenStats,

@@ -1,0 +1,237 @@
+//! The LM head and [`super::token_stats`] together, a chunk of tokens at a
+//! time, so the `tokens x vocab` logits never exist in full (at Qwen2.5's
+//! vocabulary of 152K, 4,096 tokens of f32 logits are 2.5 GB, and their
+//! gradient as much again).
+//!
+//! [`lm_head_token_stats`] computes, for hidden states `h` `(rows, hidden)`,
+//! the head's weight `W` `(vocab, hidden)` and targets `(rows)`, the per-row
+//! log-sum-exp, target log-probability and entropy of `softmax(h W^T / T)`.
+//! Forward: per chunk of `chunk` rows, the chunk's logits, then the fused
+//! token_stats op's per-row statistics; the logits are dropped at once. The
+//! op keeps the statistics (5 floats a row) and its inputs. Backward: per
+//! chunk again, the logits recomputed, their gradient from the statistics
+//! (token_stats' fused backward), then `dh = dZ W` and `dW += dZ^T h`. At
+//! most one chunk's logits and their gradient exist at a time, for the
+//! price of a second product with the head.
+//!
+//! It is ordinary candle ops inside (any device the token_stats op runs on:
+//! the CPU, and CUDA with the `cuda` feature); elsewhere, or for other
+//! dtypes, it computes the whole logits and calls [`super::token_stats`].
+
+#[cfg(feature = "cuda")]
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
+
+use super::logprob::{stats_grad, stats_raw};
+use super::{fused_path, linear, token_stats, TokenStats};
+
+/// Rows per chunk by default: 256 rows of Qwen2.5's logits are 156 MB in f32.
+pub const DEFAULT_CHUNK: usize = 256;
+
+/// Per-row statistics of `softmax(hidden @ weight^T / temperature)` at
+/// `targets`, differentiable in `hidden` (`(rows, d)`) and `weight`
+/// (`(vocab, d)`), computed `chunk` rows at a time (see the module docs).
+/// `targets` is `(rows)` `u32`; the statistics are `(rows)`.
+pub fn lm_head_token_stats(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    temperature: f64,
+    chunk: usize,
+) -> Result<TokenStats> {
+    let (rows, d) = hidden.dims2()?;
+    let (vocab, dw) = weight.dims2()?;
+    if dw != d || targets.dims() != [rows] || chunk == 0 {
+        candle_core::bail!(
+            "lm_head_token_stats: hidden {:?}, weight {:?}, targets {:?} and chunk {chunk} do not fit",
+            hidden.dims(),
+            weight.dims(),
+            targets.dims()
+        );
+    }
+    if vocab == 0 || !fused_path(hidden, targets) {
+        return token_stats(&linear(hidden, weight)?, targets, temperature);
+    }
+    if hidden.device().is_cpu() && (hidden.dtype() != DType::F32 || weight.dtype() != DType::F32) {
+        // The CPU's products are f32 (candle's 16-bit matmul converts both
+        // operands on every call): convert once, not once per chunk.
+        let (h, w) = (hidden.to_dtype(DType::F32)?, weight.to_dtype(DType::F32)?);
+        return lm_head_token_stats(&h, &w, targets, temperature, chunk);
+    }
+    let (h, w) = (hidden.detach(), weight.detach());
+    let mut parts = Vec::with_capacity(rows.div_ceil(chunk));
+    for start in (0..rows).step_by(chunk) {
+        let n = chunk.min(rows - start);
+        let logits = linear(&h.narrow(0, start, n)?, &w)?;
+        parts.push(stats_raw(&logits, &targets.narrow(0, start, n)?, temperature)?);
+    }
+    let raw = Tensor::cat(&parts, 0)?;
+    let out = hidden.apply_op3(
+        weight,
+        &raw,
+        LmHeadStats {
+            targets: targets.clone(),
+            temperature,
+            chunk,
+        },
+    )?;
+    let column = |k: usize| out.narrow(D::Minus1, k, 1)?.squeeze(D::Minus1);
+    Ok(TokenStats {
+        lse: column(0)?,
+        logprobs: column(1)?,
+        entropy: column(2)?,
+    })
+}
+
+struct LmHeadStats {
+    targets: Tensor,
+    temperature: f64,
+    chunk: usize,
+}
+
+impl CustomOp3 for LmHeadStats {
+    fn name(&self) -> &'static str {
+        "lm-head-token-stats"
+    }
+
+    /// The statistics computed by [`lm_head_token_stats`], copied into the graph.
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        rs: &CpuStorage,
+        rl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (rs, rl.contiguous_offsets()) {
+            (CpuStorage::F32(d), Some((a, b))) => Ok((CpuStorage::F32(d[a..b].to_vec()), rl.shape().clone())),
+            _ => candle_core::bail!("lm-head-token-stats: expected contiguous f32 statistics"),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        rs: &candle_core::CudaStorage,
+        rl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        // A fresh `cat` output: contiguous from its start.
+        match rl.contiguous_offsets() {
+            Some((0, n)) if n == rl.shape().elem_count() => Ok((rs.try_clone(rl)?, rl.shape().clone())),
+            _ => candle_core::bail!("lm-head-token-stats: expected contiguous statistics"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        hidden: &Tensor,
+        weight: &Tensor,
+        raw: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let rows = hidden.dim(0)?;
+        let (h, w) = (hidden.detach(), weight.detach());
+        let grad = grad.detach().narrow(D::Minus1, 0, 3)?;
+        let mut dh = Vec::with_capacity(rows.div_ceil(self.chunk));
+        let mut dw: Option<Tensor> = None;
+        for start in (0..rows).step_by(self.chunk) {
+            let n = self.chunk.min(rows - start);
+            let hc = h.narrow(0, start, n)?;
+            let logits = linear(&hc, &w)?;
+            let dz = stats_grad(
+                &logits,
+                &self.targets.narrow(0, start, n)?,
+                &raw.narrow(0, start, n)?,
+                &grad.narrow(0, start, n)?,
+                self.temperature,
+            )?;
+            drop(logits);
+            // dh = dZ W, and dW += dZ^T h summed over the chunks in f32.
+            dh.push(dz.matmul(&w)?);
+            let part = dz.t()?.matmul(&hc)?.to_dtype(DType::F32)?;
+            dw = Some(match dw {
+                Some(acc) => (acc + part)?,
+                None => part,
+            });
+        }
+        let dw = match dw {
+            Some(dw) => dw.to_dtype(w.dtype())?,
+            None => w.zeros_like()?,
+        };
+        Ok((Some(Tensor::cat(&dh, 0)?), Some(dw), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::{max_diff, randn};
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn chunks_match_the_whole_logits_forward_and_backward() -> Result<()> {
+        // Chunks that divide the rows, that do not, and one larger than them.
+        for chunk in [4usize, 7, 64] {
+            let (rows, d, vocab) = (20, 16, 50);
+            let h = Var::from_tensor(&randn(&[rows, d], 1))?;
+            let w = Var::from_tensor(&(randn(&[vocab, d], 2) * 0.5)?)?;
+            let targets: Vec<u32> = (0..rows as u32).map(|i| (i * 7 + 3) % vocab as u32).collect();
+            let targets = Tensor::new(targets, &Device::Cpu)?;
+            let t = 0.7;
+            let a = lm_head_token_stats(&h, &w, &targets, t, chunk)?;
+            let b = token_stats(&linear(&h, &w)?, &targets, t)?;
+            for (x, y) in [
+                (&a.lse, &b.lse),
+                (&a.logprobs, &b.logprobs),
+                (&a.entropy, &b.entropy),
+            ] {
+                assert!(max_diff(x, y) < 1e-5, "chunk {chunk}");
+            }
+            // A loss using all three, with per-row weights.
+            let (u, v, z) = (randn(&[rows], 3), randn(&[rows], 4), randn(&[rows], 5));
+            let loss = |s: &TokenStats| -> Result<Tensor> {
+                ((&s.lse * &u)? + (&s.logprobs * &v)? + (&s.entropy * &z)?)?.sum_all()
+            };
+            let ga = loss(&a)?.backward()?;
+            let gb = loss(&b)?.backward()?;
+            for var in [&h, &w] {
+                let diff = max_diff(ga.get(var).unwrap(), gb.get(var).unwrap());
+                assert!(diff < 1e-4, "chunk {chunk}: {diff}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_inputs_give_bf16_gradients() -> Result<()> {
+        let h = Var::from_tensor(&randn(&[6, 8], 1).to_dtype(DType::BF16)?)?;
+        let w = Var::from_tensor(&randn(&[10, 8], 2).to_dtype(DType::BF16)?)?;
+        let targets = Tensor::new(&[1u32, 2, 3, 4, 5, 9], &Device::Cpu)?;
+        let s = lm_head_token_stats(&h, &w, &targets, 1.0, 4)?;
+        let g = s.logprobs.sum_all()?.backward()?;
+        assert_eq!(g.get(&h).unwrap().dtype(), DType::BF16);
+        assert_eq!(g.get(&w).unwrap().dtype(), DType::BF16);
+        let b = token_stats(&linear(&h, &w)?, &targets, 1.0)?;
+        assert!(max_diff(&s.logprobs, &b.logprobs) < 2e-2);
+        Ok(())
+    }
+
+    #[test]
+    fn shapes_that_do_not_fit_are_named() {
+        let err = lm_head_token_stats(
+            &randn(&[3, 4], 1),
+            &randn(&[5, 3], 2),
+            &Tensor::new(&[0u32, 1, 2], &Device::Cpu).unwrap(),
+            1.0,
+            2,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("do not fit"), "{err}");
+    }
+}
