@@ -14,7 +14,14 @@
 #      high-water mark); an unfused run that does not fit is reported as
 #      failed;
 #   4. times GRPO steps of a random Qwen2-0.5B-shaped model (bf16, 24 layers,
-#      GRPO_BATCH x GRPO_LEN tokens) with either loss path.
+#      GRPO_BATCH x GRPO_LEN tokens) with either loss path;
+#   5. the real-size step benchmark (`trainer bench-step`) at the Qwen2.5-1.5B
+#      shape: one SFT and one GRPO step of STEP_BATCH x STEP_SEQ tokens (default
+#      1 x 4096) in bf16 with f32 master weights, layers checkpointed, each
+#      after one warm-up step: tokens/s, MFU against PEAK_FLOPS (default
+#      989e12, an H100 SXM's dense bf16) and the most GPU memory in use while
+#      it ran (nvidia-smi, sampled every 200 ms). STEP_MODEL=qwen2.5-0.5b for the CPU benchmark's shape;
+#      SKIP_STEP=1 leaves it out.
 #
 # It prints Markdown tables and keeps them in bench/out/gpu.md, for
 # docs/BENCHMARKS.md.
@@ -22,6 +29,10 @@
 #   bench/gpu.sh
 #   ROWS=2048,16384 GRPO_BATCH=4 GRPO_LEN=2048 bench/gpu.sh
 #   LOGPROB_BENCH=path/to/logprob_bench SKIP_TESTS=1 bench/gpu.sh   # a binary built elsewhere
+#   LOGPROB_BENCH=... TRAINER_BIN=path/to/trainer SKIP_TESTS=1 bench/gpu.sh
+#
+# Both binaries built here with `--features cuda` (CUDA_COMPUTE_CAP=90 for an
+# H100) run on a machine with no cargo; the whole run takes ~3-5 minutes.
 #
 # Needs: nvidia-smi; for the build, cargo and the crates (run `cargo fetch`
 # first on a machine without network) and nvcc ($NVCC, $CUDA_HOME/bin or PATH).
@@ -46,15 +57,22 @@ gpu="$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --for
 [ -n "$gpu" ] || die "nvidia-smi lists no GPU"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d '. ')}"
 
+STEP_MODEL="${STEP_MODEL:-qwen2.5-1.5b}"
+STEP_BATCH="${STEP_BATCH:-1}"
+STEP_SEQ="${STEP_SEQ:-4096}"
+PEAK_FLOPS="${PEAK_FLOPS:-989e12}"
+
 bin="${LOGPROB_BENCH:-}"
+trainer="${TRAINER_BIN:-}"
 if [ -z "$bin" ]; then
     if [ -z "${NVCC:-}" ] && ! command -v nvcc >/dev/null; then
         [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] || die "no nvcc: set NVCC or CUDA_HOME, or put it on PATH"
         export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
     fi
     echo "== building with --features cuda (CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)" >&2
-    cargo build --release --locked -p trainer --features cuda --example logprob_bench
+    cargo build --release --locked -p trainer --features cuda --example logprob_bench --bin trainer
     bin="${CARGO_TARGET_DIR:-target}/release/examples/logprob_bench"
+    trainer="${trainer:-${CARGO_TARGET_DIR:-target}/release/trainer}"
     if [ "${SKIP_TESTS:-0}" != 1 ]; then
         echo "== unit tests of the op, CPU and CUDA" >&2
         cargo test --release --locked -p trainer --features cuda --lib ops::logprob -- --nocapture
@@ -74,5 +92,33 @@ echo "== kernels against the CPU op" >&2
 echo "== fused vs unfused, and GRPO steps" >&2
 "$bin" --device cuda --rows "$ROWS" --vocab "$VOCAB" --dtype bf16 --runs "$RUNS" \
     --grpo --grpo-batch "$GRPO_BATCH" --grpo-len "$GRPO_LEN" | tee -a "$out"
+
+if [ "${SKIP_STEP:-0}" != 1 ]; then
+    [ -n "$trainer" ] && [ -x "$trainer" ] || die "no trainer binary: set TRAINER_BIN (built with --features cuda)"
+    echo "== training steps at the $STEP_MODEL shape (trainer bench-step)" >&2
+    {
+        echo
+        echo "### Training steps, $STEP_MODEL shape, bf16 with f32 master weights, $STEP_BATCH x $STEP_SEQ tokens"
+        echo
+        echo "| workload | tokens/s | MFU | peak GPU memory in use (MiB) |"
+        echo "|---|---:|---:|---:|"
+    } | tee -a "$out"
+    for workload in sft grpo; do
+        samples="$(mktemp)"
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$samples" &
+        sampler=$!
+        line="$("$trainer" bench-step --device cuda --model "$STEP_MODEL" --workload "$workload" \
+            --batch "$STEP_BATCH" --seq "$STEP_SEQ" --dtype bf16 --checkpoint-layers true \
+            --warmup 1 --steps 1 --peak-flops "$PEAK_FLOPS" | tail -n 1)"
+        kill "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+        used="$(sort -n "$samples" | tail -n 1)"
+        rm -f "$samples"
+        echo "$line" >&2
+        tok="$(echo "$line" | sed -n 's/.*: \([0-9.]*\) tok\/s.*/\1/p')"
+        mfu="$(echo "$line" | sed -n 's/.*MFU \([0-9.]*%\).*/\1/p')"
+        echo "| $workload | $tok | $mfu | $used |" | tee -a "$out"
+    done
+fi
 
 echo "bench/gpu.sh: tables in $out" >&2

@@ -6,6 +6,7 @@
 //! DeepSeek-R1-Distill-Qwen) and the demo's tiny model trained on CPU.
 
 pub mod bench;
+pub mod bench_step;
 pub mod curate;
 pub mod demo;
 pub mod generate;
@@ -14,6 +15,7 @@ pub mod local_server;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod plan;
 pub mod plot;
 pub mod progress;
 pub mod resume;

@@ -36,6 +36,12 @@ enum Command {
     /// CPU throughput benchmark of the tiny model (train, sample, GRPO step),
     /// mirroring bench/anchors/torch_tiny_gpt.py.
     Bench(trainer::bench::BenchArgs),
+    /// One SFT or GRPO step of a random model at a real size (Qwen2.5-0.5B
+    /// by default): time, peak memory and the plan's prediction.
+    BenchStep(trainer::bench_step::BenchStepArgs),
+    /// The peak memory a run config will need, by component, and whether it
+    /// fits a GPU.
+    Plan(trainer::plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
         Command::Init(args) => trainer::init::run_init(args),
         Command::Data(args) => trainer::curate::run(args),
         Command::Bench(args) => trainer::bench::run(args),
+        Command::BenchStep(args) => trainer::bench_step::run(args),
+        Command::Plan(args) => trainer::plan::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -302,6 +302,7 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
             adamw: AdamWConfig::default(),
             seed: args.seed,
             bucket_batches: 8,
+            ..TrainConfig::default()
         },
         output: OutputConfig {
             dir: out.join("sft"),

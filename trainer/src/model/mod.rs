@@ -7,4 +7,4 @@ mod qwen2;
 
 pub use cache::KvCache;
 pub use config::{Config, ConfigError};
-pub use qwen2::{parameter_specs, Init, Qwen2};
+pub use qwen2::{parameter_specs, CheckpointLayers, Init, Qwen2};

@@ -40,6 +40,12 @@ pub struct Qwen2 {
     /// Whether the layers run the fused CPU kernels (`f32` on the CPU; see
     /// [`Qwen2::forward`]) rather than compositions of candle ops.
     fused: bool,
+    /// Whether the layers run the fused CPU kernels without a cache (on the
+    /// CPU, for every dtype; see [`LayerPass`]).
+    fused_layers: bool,
+    /// Decoder layers (the first this many) whose activations are recomputed
+    /// in the backward pass instead of kept ([`Qwen2::set_checkpoint_layers`]).
+    checkpoint_layers: usize,
 }
 
 impl std::fmt::Debug for Qwen2 {
@@ -64,6 +70,102 @@ struct Layer {
     down: Tensor,
 }
 
+impl Layer {
+    /// The layer's parameters in the order [`LayerPass::run`] takes them.
+    fn tensors(&self) -> Vec<Tensor> {
+        [
+            &self.input_norm,
+            &self.q.0,
+            &self.q.1,
+            &self.k.0,
+            &self.k.1,
+            &self.v.0,
+            &self.v.1,
+            &self.o,
+            &self.post_norm,
+            &self.gate,
+            &self.up,
+            &self.down,
+        ]
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+}
+
+/// What one decoder layer computes for a batch without a cache (training,
+/// and prefill for log-probabilities), owned so that a checkpointed layer can
+/// compute it again in the backward pass ([`ops::checkpoint`]).
+///
+/// On the CPU it runs the fused kernels: in `f32`, and for a `bf16`/`f16`
+/// model on the layer's weights and input converted to `f32` (the products'
+/// inputs are the 16-bit values, their sums `f32`, as on a GPU's tensor
+/// cores), its output rounded back; the activations between layers are in
+/// the model's dtype. Elsewhere it is the composition of candle ops.
+#[derive(Clone)]
+struct LayerPass {
+    /// Fused CPU kernels on `(batch * seq, hidden)` rows, or the composition
+    /// on `(batch, seq, hidden)`.
+    fused: bool,
+    eps: f64,
+    heads: ops::Heads,
+    cos: Tensor,
+    sin: Tensor,
+    pads: Option<Vec<usize>>,
+    /// The composition's additive attention mask.
+    bias: Option<Tensor>,
+}
+
+impl LayerPass {
+    /// The layer's output for input `x` and weights `w` (as [`Layer::tensors`]).
+    fn run(&self, x: &Tensor, w: &[Tensor]) -> Result<Tensor> {
+        let [input_norm, qw, qb, kw, kb, vw, vb, o, post_norm, gate, up, down] = w else {
+            candle_core::bail!("a decoder layer has 12 parameters, got {}", w.len());
+        };
+        let eps = self.eps;
+        if self.fused {
+            let dtype = x.dtype();
+            let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+            let x = f32(x)?;
+            let h = ops::rms_norm(&x, &f32(input_norm)?, eps)?;
+            let w_attn = f32(&Tensor::cat(&[qw, kw, vw, o], 0)?)?;
+            let b_attn = f32(&Tensor::cat(&[qb, kb, vb], 0)?)?;
+            let scale = 1.0 / (self.heads.head_dim as f64).sqrt();
+            let a = ops::attention_block(
+                &h,
+                &w_attn,
+                &b_attn,
+                &self.cos,
+                &self.sin,
+                self.heads,
+                scale,
+                self.pads.as_deref(),
+            )?;
+            let x = (x + a)?;
+            let h = ops::rms_norm(&x, &f32(post_norm)?, eps)?;
+            let m = ops::mlp_block(&h, &f32(&Tensor::cat(&[gate, up], 0)?)?, &f32(down)?)?;
+            (x + m)?.to_dtype(dtype)
+        } else {
+            let h = ops::rms_norm(x, input_norm, eps)?;
+            let weights = [qw, qb, kw, kb, vw, vb, o];
+            let a = composed_attention(
+                &h,
+                weights,
+                self.heads,
+                &self.cos,
+                &self.sin,
+                self.bias.as_ref(),
+                None,
+            )?;
+            let x = (x + a)?;
+            let h = ops::rms_norm(&x, post_norm, eps)?;
+            let gate = linear(&h, gate, None)?;
+            let up = linear(&h, up, None)?;
+            x + linear(&(gate.silu()? * up)?, down, None)?
+        }
+    }
+}
+
 /// A model's weights laid out for decoding with a [`KvCache`], which keeps
 /// them: per layer the stacked q/k/v, output, stacked gate/up and down
 /// projections, each transposed to `(in, out)` (a product with a few rows
@@ -84,6 +186,35 @@ struct LayerDecode {
     o: Tensor,
     gate_up: Tensor,
     down: Tensor,
+}
+
+/// Which decoder layers recompute their activations in the backward pass
+/// (`[train] checkpoint_layers` in the SFT and RL configs): `true` (all),
+/// `false` (none, the default) or a number of layers (the first N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum CheckpointLayers {
+    /// All layers or none.
+    All(bool),
+    /// The first this many layers.
+    First(usize),
+}
+
+impl Default for CheckpointLayers {
+    fn default() -> Self {
+        CheckpointLayers::All(false)
+    }
+}
+
+impl CheckpointLayers {
+    /// How many of `layers` decoder layers are checkpointed.
+    pub fn count(self, layers: usize) -> usize {
+        match self {
+            CheckpointLayers::All(true) => layers,
+            CheckpointLayers::All(false) => 0,
+            CheckpointLayers::First(n) => n.min(layers),
+        }
+    }
 }
 
 /// How a parameter starts in a freshly initialised model.
@@ -191,6 +322,8 @@ impl Qwen2 {
             cos,
             sin,
             fused: device.is_cpu() && dtype == DType::F32,
+            fused_layers: device.is_cpu(),
+            checkpoint_layers: 0,
         })
     }
 
@@ -249,6 +382,19 @@ impl Qwen2 {
         &self.device
     }
 
+    /// Recomputes the activations of the first `n` decoder layers (all of
+    /// them for `n >= num_hidden_layers`) in the backward pass instead of
+    /// keeping them: per checkpointed layer only its input is kept, for the
+    /// price of running its forward pass twice. 0 (the default) keeps all.
+    pub fn set_checkpoint_layers(&mut self, n: usize) {
+        self.checkpoint_layers = n.min(self.config.num_hidden_layers);
+    }
+
+    /// Decoder layers checkpointed (see [`Qwen2::set_checkpoint_layers`]).
+    pub fn checkpoint_layers(&self) -> usize {
+        self.checkpoint_layers
+    }
+
     /// The weights laid out for decoding (see [`DecodeWeights`]).
     fn decode_weights(&self) -> Result<DecodeWeights> {
         let t = |ws: &[&Tensor]| -> Result<Tensor> { Tensor::cat(ws, 0)?.detach().t()?.contiguous() };
@@ -288,7 +434,7 @@ impl Qwen2 {
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let x = self.hidden(ids, left_pad, cache)?;
-        if self.fused {
+        if x.rank() == 2 {
             x.reshape((b, t, ()))
         } else {
             Ok(x)
@@ -296,8 +442,9 @@ impl Qwen2 {
     }
 
     /// [`Qwen2::forward`]'s hidden states: `(batch * t, hidden)` on the fused
-    /// path, which keeps every activation a matrix of rows (a reshape costs
-    /// a pass over its gradient in the backward pass), else `(batch, t, hidden)`.
+    /// paths (the CPU without a cache, or `f32` on the CPU with one), which
+    /// keep every activation a matrix of rows (a reshape costs a pass over
+    /// its gradient in the backward pass), else `(batch, t, hidden)`.
     fn hidden(
         &self,
         ids: &Tensor,
@@ -327,7 +474,35 @@ impl Qwen2 {
         let (cos, sin) = self.rotary(b, t, offset, pads.as_deref())?;
         let eps = self.config.rms_norm_eps;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?;
-        if self.fused {
+        if cache.is_none() {
+            let pass = LayerPass {
+                fused: self.fused_layers,
+                eps,
+                heads: self.heads(b, t),
+                bias: if self.fused_layers {
+                    None
+                } else {
+                    attention_bias(b, t, 0, pads.as_deref(), &self.device)?
+                },
+                cos,
+                sin,
+                pads,
+            };
+            if !pass.fused {
+                x = x.reshape((b, t, ()))?;
+            }
+            let pass = std::sync::Arc::new(pass);
+            for (l, layer) in self.layers.iter().enumerate() {
+                x = if l < self.checkpoint_layers {
+                    let pass = pass.clone();
+                    let f: std::sync::Arc<ops::Recompute> =
+                        std::sync::Arc::new(move |x: &Tensor, w: &[Tensor]| pass.run(x, w));
+                    ops::checkpoint(&x, &layer.tensors(), f)?
+                } else {
+                    pass.run(&x, &layer.tensors())?
+                };
+            }
+        } else if self.fused {
             let decode = match cache.as_deref_mut() {
                 Some(c) => {
                     if c.decode_weights().is_none_or(|d| d.owner != self.embed.id()) {
@@ -415,6 +590,43 @@ impl Qwen2 {
         }
     }
 
+    /// Per-token log-sum-exp, log-probability of `targets` (`(batch, t)`
+    /// `u32`) and entropy under `softmax(logits / temperature)` for the tokens
+    /// `ids` (no cache), each `(batch, t)`, differentiable. The logits never
+    /// exist in full: the LM head and the statistics run a chunk of
+    /// [`ops::DEFAULT_CHUNK`] positions at a time
+    /// ([`ops::lm_head_token_stats`]), forward and backward.
+    pub fn token_stats(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        temperature: f64,
+        left_pad: Option<&[usize]>,
+    ) -> Result<ops::TokenStats> {
+        let (b, t) = ids.dims2()?;
+        if targets.dims() != [b, t] {
+            candle_core::bail!(
+                "targets {:?} do not match the ids {:?}",
+                targets.dims(),
+                ids.dims()
+            );
+        }
+        let h = self.hidden(ids, left_pad, None)?;
+        let h = h.reshape((b * t, self.config.hidden_size))?;
+        let s = ops::lm_head_token_stats(
+            &h,
+            &self.lm_head,
+            &targets.flatten_all()?,
+            temperature,
+            ops::DEFAULT_CHUNK,
+        )?;
+        Ok(ops::TokenStats {
+            lse: s.lse.reshape((b, t))?,
+            logprobs: s.logprobs.reshape((b, t))?,
+            entropy: s.entropy.reshape((b, t))?,
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -427,42 +639,10 @@ impl Qwen2 {
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t, _) = h.dims3()?;
-        let (heads, kv_heads, hd) = (
-            self.config.num_attention_heads,
-            self.config.kv_heads(),
-            self.config.head_dim(),
-        );
-        let rep = heads / kv_heads;
-        let q = linear(h, &layer.q.0, Some(&layer.q.1))?.reshape((b, t, heads, hd))?;
-        let k = linear(h, &layer.k.0, Some(&layer.k.1))?.reshape((b, t, kv_heads, hd))?;
-        let v = linear(h, &layer.v.0, Some(&layer.v.1))?.reshape((b, t, kv_heads, hd))?;
-        let q = (ops::rope(&q, cos, sin)? * (1.0 / (hd as f64).sqrt()))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let k = ops::rope(&k, cos, sin)?.transpose(1, 2)?.contiguous()?;
-        let v = v.transpose(1, 2)?.contiguous()?;
-        let (k, v) = match cache {
-            Some(c) => c.append(index, &k, &v)?,
-            None => (k, v),
-        };
-        let tk = k.dim(2)?;
-        // The query heads sharing a key/value head sit next to each other, so
-        // grouping them is a free reshape: (b, kv, rep * t, hd).
-        let q = q.reshape((b, kv_heads, rep * t, hd))?;
-        let mut scores = q.matmul(&k.t()?)?.reshape((b, heads, t, tk))?;
-        if scores.dtype() != DType::F32 {
-            scores = scores.to_dtype(DType::F32)?;
-        }
-        if let Some(bias) = bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let y = probs.reshape((b, kv_heads, rep * t, tk))?.matmul(&v)?;
-        let y = y
-            .reshape((b, heads, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b, t, heads * hd))?;
-        linear(&y, &layer.o, None)
+        let w = [
+            &layer.q.0, &layer.q.1, &layer.k.0, &layer.k.1, &layer.v.0, &layer.v.1, &layer.o,
+        ];
+        composed_attention(h, w, self.heads(b, t), cos, sin, bias, cache.map(|c| (c, index)))
     }
 
     /// The shape of one layer's attention for `b` rows of `t` new tokens.
@@ -527,6 +707,54 @@ impl Qwen2 {
         };
         Ok((cos.to_dtype(self.dtype)?, sin.to_dtype(self.dtype)?))
     }
+}
+
+/// Grouped-query attention of `h` (`(batch, seq, hidden)`) as a composition
+/// of candle ops, with weights `[q, q bias, k, k bias, v, v bias, o]`: the
+/// scores `(batch, heads, seq, keys)` in `f32`, `bias` added (the mask), and,
+/// with a cache, the new keys and values appended to layer `index` of it.
+fn composed_attention(
+    h: &Tensor,
+    [qw, qb, kw, kb, vw, vb, o]: [&Tensor; 7],
+    heads: ops::Heads,
+    cos: &Tensor,
+    sin: &Tensor,
+    bias: Option<&Tensor>,
+    cache: Option<(&mut KvCache, usize)>,
+) -> Result<Tensor> {
+    let (b, t, _) = h.dims3()?;
+    let (kv_heads, hd) = (heads.kv_heads, heads.head_dim);
+    let (rep, heads) = (heads.rep(), heads.heads);
+    let q = linear(h, qw, Some(qb))?.reshape((b, t, heads, hd))?;
+    let k = linear(h, kw, Some(kb))?.reshape((b, t, kv_heads, hd))?;
+    let v = linear(h, vw, Some(vb))?.reshape((b, t, kv_heads, hd))?;
+    let q = (ops::rope(&q, cos, sin)? * (1.0 / (hd as f64).sqrt()))?
+        .transpose(1, 2)?
+        .contiguous()?;
+    let k = ops::rope(&k, cos, sin)?.transpose(1, 2)?.contiguous()?;
+    let v = v.transpose(1, 2)?.contiguous()?;
+    let (k, v) = match cache {
+        Some((c, index)) => c.append(index, &k, &v)?,
+        None => (k, v),
+    };
+    let tk = k.dim(2)?;
+    // The query heads sharing a key/value head sit next to each other, so
+    // grouping them is a free reshape: (b, kv, rep * t, hd).
+    let q = q.reshape((b, kv_heads, rep * t, hd))?;
+    let mut scores = q.matmul(&k.t()?)?.reshape((b, heads, t, tk))?;
+    if scores.dtype() != DType::F32 {
+        scores = scores.to_dtype(DType::F32)?;
+    }
+    if let Some(bias) = bias {
+        scores = scores.broadcast_add(bias)?;
+    }
+    let probs = ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+    let y = probs.reshape((b, kv_heads, rep * t, tk))?.matmul(&v)?;
+    let y = y
+        .reshape((b, heads, t, hd))?
+        .transpose(1, 2)?
+        .reshape((b, t, heads * hd))?;
+    linear(&y, o, None)
 }
 
 /// `x @ w^T + b` for `x` of shape `(..., in)` and `w` of shape `(out, in)`.
@@ -718,8 +946,8 @@ mod tests {
         // Grouped heads, left padding, enough rows for the stacked projections.
         let fused = Qwen2::init(small(), 6, DType::F32, &Device::Cpu)?;
         let mut plain = Qwen2::init(small(), 6, DType::F32, &Device::Cpu)?;
-        assert!(fused.fused);
-        plain.fused = false;
+        assert!(fused.fused && fused.fused_layers);
+        (plain.fused, plain.fused_layers) = (false, false);
         let rows: Vec<Vec<u32>> = (0..4)
             .map(|r| (0..20).map(|i| (i * 7 + r * 3) % 40).collect())
             .collect();
@@ -750,6 +978,55 @@ mod tests {
             let a = fused.forward_logits(&next, None, Some(&mut cache))?;
             let b = plain.forward_logits(&next, None, Some(&mut plain_cache))?;
             assert!(max_diff(&a, &b) < 1e-5);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn checkpointed_layers_give_the_same_gradients() -> Result<()> {
+        // f32 (fused layers) and bf16 (its layers in f32 from bf16 weights),
+        // with left padding.
+        for dtype in [DType::F32, DType::BF16] {
+            let plain = Qwen2::init(small(), 8, dtype, &Device::Cpu)?;
+            let mut ck = Qwen2::init(small(), 8, dtype, &Device::Cpu)?;
+            ck.set_checkpoint_layers(usize::MAX);
+            assert_eq!(ck.checkpoint_layers(), 2);
+            let x = ids(&[&[1, 2, 3, 4, 5, 6], &[0, 0, 7, 8, 9, 10]]);
+            let pads = Some(&[0usize, 2][..]);
+            let (a, b) = (plain.forward(&x, pads, None)?, ck.forward(&x, pads, None)?);
+            assert_eq!(max_diff(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?), 0.0);
+            let g = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu)?.to_dtype(dtype)?;
+            let ga = (&a * &g)?.sum_all()?.backward()?;
+            let gb = (&b * &g)?.sum_all()?.backward()?;
+            for ((name, va), (_, vb)) in plain.named_vars().iter().zip(ck.named_vars()) {
+                let (x, y) = match (ga.get(va), gb.get(&vb)) {
+                    (Some(x), Some(y)) => (x, y),
+                    // The LM head: forward stops before it.
+                    (None, None) => continue,
+                    _ => panic!("{name} has a gradient on one side only"),
+                };
+                let d = max_diff(&x.to_dtype(DType::F32)?, &y.to_dtype(DType::F32)?);
+                assert_eq!(d, 0.0, "{dtype:?} {name}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn chunked_token_stats_match_the_full_logits() -> Result<()> {
+        let m = Qwen2::init(small(), 9, DType::F32, &Device::Cpu)?;
+        let x = ids(&[&[1, 2, 3, 4, 5], &[6, 7, 8, 9, 10]]);
+        let y = ids(&[&[2, 3, 4, 5, 6], &[7, 8, 9, 10, 11]]);
+        let a = m.token_stats(&x, &y, 0.8, None)?;
+        let b = ops::token_stats(&m.forward_logits(&x, None, None)?, &y, 0.8)?;
+        assert!(max_diff(&a.logprobs, &b.logprobs) < 1e-5);
+        assert!(max_diff(&a.entropy, &b.entropy) < 1e-5);
+        let w = Tensor::randn(0f32, 1.0, (2, 5), &Device::Cpu)?;
+        let ga = ((&a.logprobs + &a.entropy)? * &w)?.sum_all()?.backward()?;
+        let gb = ((&b.logprobs + &b.entropy)? * &w)?.sum_all()?.backward()?;
+        for (name, v) in m.named_vars() {
+            let d = max_diff(ga.get(&v).unwrap(), gb.get(&v).unwrap());
+            assert!(d < 1e-5, "{name}: {d}");
         }
         Ok(())
     }

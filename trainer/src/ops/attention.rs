@@ -26,7 +26,6 @@
 //! ops that the tests hold the fused ops to; the public functions fall back to
 //! them off the CPU or for other dtypes.
 
-
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 

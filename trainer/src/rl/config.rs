@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::CheckpointLayers;
 use crate::optim::AdamWConfig;
 use crate::template::Template;
 
@@ -102,11 +103,16 @@ pub struct TrainConfig {
     pub adv_eps: f64,
     /// AdamW moments and weight decay.
     pub adamw: AdamWConfig,
+    /// Recompute each decoder layer's activations in the backward pass
+    /// instead of keeping them: `true` (every layer), `false`, or the number
+    /// of layers (the first N). Saves memory for a second forward pass.
+    pub checkpoint_layers: CheckpointLayers,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            checkpoint_layers: CheckpointLayers::default(),
             seed: 0,
             micro_batch: 64,
             rollout_chunk: 64,

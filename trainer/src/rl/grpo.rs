@@ -24,7 +24,6 @@
 use candle_core::{DType, Device, Result, Tensor};
 
 use crate::model::Qwen2;
-use crate::ops;
 
 /// Group-normalised advantages of `rewards`, laid out group after group
 /// (`group` responses each), and the number of groups with no signal.
@@ -128,11 +127,14 @@ pub fn collate(seqs: &[&Sequence], pad: u32, device: &Device) -> Result<MicroBat
 }
 
 /// Log-probabilities `(b, t)` of the batch's targets under
-/// `softmax(logits / temperature)`, through the fused [`ops::token_stats`]:
-/// the logits are neither scaled into a copy nor turned into a softmax.
+/// `softmax(logits / temperature)`, through [`Qwen2::token_stats`]: the LM
+/// head and the fused statistics a chunk of positions at a time, so the
+/// logits never exist in full, nor are they scaled into a copy or turned
+/// into a softmax.
 pub fn logprobs(model: &Qwen2, batch: &MicroBatch, temperature: f64) -> Result<Tensor> {
-    let logits = model.forward_logits(&batch.inputs, None, None)?;
-    Ok(ops::token_stats(&logits, &batch.targets, temperature)?.logprobs)
+    Ok(model
+        .token_stats(&batch.inputs, &batch.targets, temperature, None)?
+        .logprobs)
 }
 
 /// The loss of one micro-batch and what it measured.
@@ -268,7 +270,7 @@ mod tests {
         let logits = model.forward_logits(&b.inputs, None, None)?;
         for t in [1.0, 0.6] {
             let got = logprobs(&model, &b, t)?;
-            let want = ops::token_logprobs_reference(&(&logits / t)?, &b.targets)?;
+            let want = crate::ops::token_logprobs_reference(&(&logits / t)?, &b.targets)?;
             let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "T {t}: off by {diff}");
         }

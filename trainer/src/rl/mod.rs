@@ -238,8 +238,10 @@ pub fn train(config: &RlConfig, resume: bool, stop_after: Option<u64>) -> Result
         .clone()
         .unwrap_or_else(|| config.model.checkpoint.clone());
     let tokenizer = Tokenizer::from_dir(&source)?;
-    let model =
+    let mut model =
         checkpoint::load(&source, dtype, &device).with_context(|| format!("loading {}", source.display()))?;
+    let layers = model.config().num_hidden_layers;
+    model.set_checkpoint_layers(config.train.checkpoint_layers.count(layers));
     let reference = if config.stages.iter().any(|s| s.kl_beta > 0.0) {
         let p = &config.model.checkpoint;
         Some(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::CheckpointLayers;
 use crate::optim::AdamWConfig;
 use crate::template::Template;
 
@@ -88,6 +89,10 @@ pub struct TrainConfig {
     /// Examples are sorted by length within windows of this many batches, so
     /// batches hold similar lengths and little padding.
     pub bucket_batches: usize,
+    /// Recompute each decoder layer's activations in the backward pass
+    /// instead of keeping them: `true` (every layer), `false`, or the number
+    /// of layers (the first N). Saves memory for a second forward pass.
+    pub checkpoint_layers: CheckpointLayers,
 }
 
 impl Default for TrainConfig {
@@ -104,6 +109,7 @@ impl Default for TrainConfig {
             adamw: AdamWConfig::default(),
             seed: 0,
             bucket_batches: 16,
+            checkpoint_layers: CheckpointLayers::default(),
         }
     }
 }

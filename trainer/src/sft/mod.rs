@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::checkpoint::{self, CheckpointWriter, AUX_FILES, MAX_SHARD_BYTES};
 use crate::model::Qwen2;
-use crate::ops;
 use crate::optim::{accumulate, clip_grad_norm, named_grads, AdamW};
 use crate::resume::{prune_checkpoints, resume_point};
 use crate::runtime::{parse_device, parse_dtype};
@@ -126,8 +125,10 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
         .clone()
         .unwrap_or_else(|| config.model.checkpoint.clone());
     let tokenizer = Tokenizer::from_dir(&source)?;
-    let model =
+    let mut model =
         checkpoint::load(&source, dtype, &device).with_context(|| format!("loading {}", source.display()))?;
+    let layers = model.config().num_hidden_layers;
+    model.set_checkpoint_layers(config.train.checkpoint_layers.count(layers));
     let max_len = config.data.max_len.min(model.config().max_position_embeddings);
 
     let (examples, stats) = read_jsonl(&config.data.train, config.data.template, &tokenizer, max_len)?;
@@ -233,10 +234,10 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
         let mut loss_sum = 0f64;
         let mut tokens = 0usize;
         for batch in &micro {
-            let logits = model.forward_logits(&batch.inputs, None, None)?;
-            let nll = (ops::token_logprobs(&logits, &batch.targets)? * &batch.mask)?
-                .sum_all()?
-                .neg()?;
+            let logprobs = model
+                .token_stats(&batch.inputs, &batch.targets, 1.0, None)?
+                .logprobs;
+            let nll = (logprobs * &batch.mask)?.sum_all()?.neg()?;
             loss_sum += nll.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let scaled = (nll / step_tokens.max(1) as f64)?;
             accumulate(&mut grads, named_grads(&vars, &scaled.backward()?))?;
@@ -302,8 +303,10 @@ pub fn evaluate(model: &Qwen2, examples: &[Example], batch_size: usize, device: 
     for chunk in examples.chunks(batch_size) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = collate(&refs, device)?;
-        let logits = model.forward_logits(&batch.inputs, None, None)?.detach();
-        let nll = (ops::token_logprobs(&logits, &batch.targets)? * &batch.mask)?.sum_all()?;
+        let logprobs = model
+            .token_stats(&batch.inputs, &batch.targets, 1.0, None)?
+            .logprobs;
+        let nll = (logprobs.detach() * &batch.mask)?.sum_all()?;
         total -= nll.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         tokens += batch.loss_tokens;
     }

@@ -1,0 +1,365 @@
+//! `trainer plan`: the peak memory a training run will need, by component,
+//! predicted from its config before it starts, and whether it fits a GPU.
+//!
+//! The model counts what this trainer holds at the peak of an optimizer
+//! step (the end of the backward pass of the last micro-batch, or the AdamW
+//! update, whichever is larger), for a model of `P` parameters of `s` bytes,
+//! micro-batches of `N = batch x seq` tokens, `L` layers of width `d`, MLP
+//! width `I`, `h` query and `kv` key/value heads of width `hd`, vocabulary
+//! `V`:
+//!
+//! - weights `P s`; `f32` master weights `4 P` when `s < 4`; gradients `P s`
+//!   from the backward pass and `4 P` accumulated in `f32` (one copy when
+//!   `s = 4`); AdamW's two moments `8 P`; the update's temporaries (three
+//!   `f32` copies of the largest parameter);
+//! - per layer that keeps its activations, what the fused layer ops and
+//!   candle's graph keep for the backward pass: `4 N (8 d + (h + 2 kv) hd +
+//!   h + 3 I)` bytes (inputs and outputs of the norms, residual adds, the
+//!   flat q/k/v, attention output and log-sum-exp, the MLP's gate/up
+//!   projection and SwiGLU output), and the `f32` copies of its weights that
+//!   the ops take; per checkpointed layer only its input `N d s` and the
+//!   packed copy of its weights, plus one layer's activations while the
+//!   backward pass recomputes it;
+//! - the LM head and loss, `chunk` positions at a time: one chunk's logits
+//!   and their gradient in `f32`, the head's `f32` gradient being summed, and
+//!   5 floats of statistics per position;
+//! - for RL, the rollout's KV cache (`rows x len x L x 2 kv hd s`) and, with
+//!   a KL term, the reference model's weights.
+//!
+//! Activations are what the CPU path keeps; on a GPU (the composed ops) the
+//! per-layer figure is an estimate of the same tensors in the model's dtype.
+//! `bench/step_bench.py --plan-check` holds the prediction to the measured
+//! peak RSS of `trainer bench-step` on the CPU (docs/TRAINER.md, "Memory").
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::DType;
+use clap::Args;
+
+use crate::model::{parameter_specs, Config};
+
+/// What a step trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Supervised fine-tuning.
+    Sft,
+    /// A GRPO update.
+    Grpo,
+}
+
+/// Rollouts held during RL sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollout {
+    /// Rows sampled at once.
+    pub rows: usize,
+    /// Positions per row (prompt and response).
+    pub len: usize,
+    /// Whether a reference model is loaded (a KL term).
+    pub reference: bool,
+}
+
+/// The run a plan is made for.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    /// The model's architecture.
+    pub config: Config,
+    /// Parameter dtype.
+    pub dtype: DType,
+    /// Sequences per micro-batch.
+    pub batch: usize,
+    /// Positions per sequence.
+    pub seq: usize,
+    /// Checkpointed decoder layers.
+    pub checkpoint_layers: usize,
+    /// SFT or GRPO.
+    pub workload: Workload,
+    /// The RL rollout, if any.
+    pub rollout: Option<Rollout>,
+}
+
+/// Predicted peak bytes, by component.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `(component, bytes)`, in the order printed.
+    pub components: Vec<(String, u64)>,
+}
+
+impl Plan {
+    /// The predicted peak.
+    pub fn total(&self) -> u64 {
+        self.components.iter().map(|(_, b)| b).sum()
+    }
+
+    /// A component's bytes (0 when absent).
+    pub fn get(&self, name: &str) -> u64 {
+        self.components
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, b)| *b)
+    }
+}
+
+/// Positions of the LM head's chunks (`ops::DEFAULT_CHUNK`).
+const CHUNK: u64 = crate::ops::DEFAULT_CHUNK as u64;
+
+/// Predicts the peak memory of a step of `input` (see the module docs).
+pub fn estimate(input: &PlanInput) -> Plan {
+    let c = &input.config;
+    let s = input.dtype.size_in_bytes() as u64;
+    let specs = parameter_specs(c);
+    let numel = |shape: &[usize]| shape.iter().product::<usize>() as u64;
+    let p: u64 = specs.iter().map(|(_, sh, _)| numel(sh)).sum();
+    let largest = specs.iter().map(|(_, sh, _)| numel(sh)).max().unwrap_or(0);
+    let layers = c.num_hidden_layers as u64;
+    let layer_params: u64 = specs
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("model.layers.0."))
+        .map(|(_, sh, _)| numel(sh))
+        .sum();
+    let (d, i, v) = (
+        c.hidden_size as u64,
+        c.intermediate_size as u64,
+        c.vocab_size as u64,
+    );
+    let (h, kv, hd) = (
+        c.num_attention_heads as u64,
+        c.kv_heads() as u64,
+        c.head_dim() as u64,
+    );
+    let n = (input.batch * input.seq) as u64;
+    let ck = (input.checkpoint_layers as u64).min(layers);
+    let kept = layers - ck;
+    let layer_acts = 4 * n * (8 * d + (h + 2 * kv) * hd + h + 3 * i);
+    // The f32 copies of a layer's weights its fused ops take (and, for 16-bit
+    // weights, the packed 16-bit copy they are converted from).
+    let layer_weight_copies = layer_params * (4 + if s < 4 { s } else { 0 });
+    let mut out = vec![
+        ("weights".to_string(), p * s),
+        ("master weights (f32)".into(), if s < 4 { 4 * p } else { 0 }),
+        ("gradients".into(), if s < 4 { p * s + 4 * p } else { 4 * p }),
+        ("optimizer state (AdamW, f32)".into(), 8 * p),
+        ("optimizer update temporaries".into(), 3 * 4 * largest),
+        (
+            "activations, layers that keep them".into(),
+            kept * (layer_acts + layer_weight_copies),
+        ),
+        (
+            "activations, checkpointed layers".into(),
+            if ck > 0 {
+                ck * (n * d * s + layer_params * s) + layer_acts + layer_weight_copies
+            } else {
+                0
+            },
+        ),
+        (
+            "LM head and loss (chunked logits)".into(),
+            2 * 4 * CHUNK.min(n) * v + 2 * 4 * v * d + 4 * 5 * n + if s < 4 { 4 * v * d } else { 0 },
+        ),
+    ];
+    if let Some(r) = input.rollout {
+        out.push((
+            "rollout KV cache".into(),
+            (r.rows * r.len) as u64 * layers * 2 * kv * hd * s,
+        ));
+        if r.reference {
+            out.push(("reference model weights".into(), p * s));
+        }
+    }
+    Plan { components: out }
+}
+
+/// Arguments of `trainer plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// An SFT or RL run config (`trainer sft` / `trainer rl`); its model
+    /// checkpoint's `config.json` gives the architecture.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Memory of one GPU, in GiB.
+    #[arg(long, default_value_t = 80.0)]
+    pub gpu_memory_gib: f64,
+    /// GPUs. The trainer runs on one device: with more, this shows what each
+    /// of N data-parallel replicas would hold (the same, on 1/N of the
+    /// batch), which the trainer does not implement yet.
+    #[arg(long, default_value_t = 1)]
+    pub gpus: usize,
+    /// RL only: prompt tokens per sequence (the longest prompt of the data).
+    #[arg(long, default_value_t = 1024)]
+    pub prompt_tokens: usize,
+}
+
+/// Runs `trainer plan`.
+pub fn run(args: PlanArgs) -> Result<()> {
+    anyhow::ensure!(args.gpus >= 1, "--gpus must be at least 1");
+    let input = input_of(&args)?;
+    let plan = estimate(&input);
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let c = &input.config;
+    println!(
+        "model: {} layers, hidden {}, {} heads ({} key/value), MLP {}, vocab {}, {} parameters, {:?}",
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.kv_heads(),
+        c.intermediate_size,
+        c.vocab_size,
+        parameter_specs(c)
+            .iter()
+            .map(|(_, s, _)| s.iter().product::<usize>())
+            .sum::<usize>(),
+        input.dtype
+    );
+    println!(
+        "step: {:?}, micro-batch {} x {} tokens, {} of {} layers checkpointed{}",
+        input.workload,
+        input.batch,
+        input.seq,
+        input.checkpoint_layers,
+        c.num_hidden_layers,
+        if args.gpus > 1 {
+            format!(", per replica of {}", args.gpus)
+        } else {
+            String::new()
+        }
+    );
+    println!();
+    println!("| component | GiB |");
+    println!("|---|---:|");
+    for (name, bytes) in &plan.components {
+        println!("| {name} | {:.2} |", gib(*bytes));
+    }
+    println!("| **total (peak)** | **{:.2}** |", gib(plan.total()));
+    // What the other checkpointing choice would need, for comparison.
+    let other = PlanInput {
+        checkpoint_layers: if input.checkpoint_layers > 0 {
+            0
+        } else {
+            c.num_hidden_layers
+        },
+        ..input.clone()
+    };
+    println!();
+    println!(
+        "with checkpointing {}: {:.2} GiB",
+        if other.checkpoint_layers > 0 { "on" } else { "off" },
+        gib(estimate(&other).total())
+    );
+    let fits = gib(plan.total()) <= args.gpu_memory_gib;
+    println!(
+        "{} a {:.0} GiB GPU",
+        if fits { "fits" } else { "does NOT fit" },
+        args.gpu_memory_gib
+    );
+    if args.gpus > 1 {
+        println!("note: the trainer runs on one device; --gpus shows a data-parallel replica it does not implement yet");
+    }
+    Ok(())
+}
+
+/// The plan's input from a run config: SFT (`[data] max_len`, `[train]
+/// batch_size`) or RL (the longest stage's `max_response_tokens` plus
+/// `--prompt-tokens`, `[train] micro_batch` and `rollout_chunk`).
+fn input_of(args: &PlanArgs) -> Result<PlanInput> {
+    let path = &args.config;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let is_rl = value.get("stages").is_some();
+    let base = path.parent().unwrap_or(std::path::Path::new(""));
+    let model_dir = |p: &PathBuf| if p.is_relative() { base.join(p) } else { p.clone() };
+    let (checkpoint, dtype, batch, seq, ck, rollout) = if is_rl {
+        let c: crate::rl::config::RlConfig =
+            toml::from_str(&text).with_context(|| format!("{}: not an RL config", path.display()))?;
+        let response = c.stages.iter().map(|s| s.max_response_tokens).max().unwrap_or(0);
+        let len = args.prompt_tokens + response;
+        let reference = c.stages.iter().any(|s| s.kl_beta > 0.0);
+        let rollout = Rollout {
+            rows: c.train.rollout_chunk,
+            len,
+            reference,
+        };
+        (
+            model_dir(&c.model.checkpoint),
+            c.model.dtype,
+            c.train.micro_batch,
+            len,
+            c.train.checkpoint_layers,
+            Some(rollout),
+        )
+    } else {
+        let c: crate::sft::config::SftConfig =
+            toml::from_str(&text).with_context(|| format!("{}: not an SFT or RL config", path.display()))?;
+        (
+            model_dir(&c.model.checkpoint),
+            c.model.dtype,
+            c.train.batch_size,
+            c.data.max_len,
+            c.train.checkpoint_layers,
+            None,
+        )
+    };
+    let config_path = checkpoint.join("config.json");
+    let config = Config::from_json(
+        &std::fs::read_to_string(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let dtype = crate::runtime::parse_dtype(&dtype).map_err(anyhow::Error::msg)?;
+    let batch = batch.div_ceil(args.gpus);
+    Ok(PlanInput {
+        checkpoint_layers: ck.count(config.num_hidden_layers),
+        config,
+        dtype,
+        batch,
+        seq,
+        workload: if is_rl { Workload::Grpo } else { Workload::Sft },
+        rollout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qwen_05b() -> Config {
+        crate::bench_step::preset("qwen2.5-0.5b").unwrap()
+    }
+
+    #[test]
+    fn components_follow_the_formulas() {
+        let input = PlanInput {
+            config: qwen_05b(),
+            dtype: DType::BF16,
+            batch: 1,
+            seq: 4096,
+            checkpoint_layers: 24,
+            workload: Workload::Sft,
+            rollout: None,
+        };
+        let plan = estimate(&input);
+        let p = 494_032_768u64; // Qwen2.5-0.5B's published parameter count
+        assert_eq!(plan.get("weights"), 2 * p);
+        assert_eq!(plan.get("master weights (f32)"), 4 * p);
+        assert_eq!(plan.get("optimizer state (AdamW, f32)"), 8 * p);
+        assert_eq!(plan.get("activations, layers that keep them"), 0);
+        // Linear in the sequence: doubling it doubles the activations.
+        let long = estimate(&PlanInput {
+            seq: 8192,
+            ..input.clone()
+        });
+        let acts = |p: &Plan| p.get("activations, checkpointed layers");
+        assert!(acts(&long) < 2 * acts(&plan) && acts(&long) > acts(&plan));
+        // Checkpointing saves most of the activations.
+        let off = estimate(&PlanInput {
+            checkpoint_layers: 0,
+            ..input.clone()
+        });
+        assert!(off.get("activations, layers that keep them") > 5 * acts(&plan));
+        // f32 has no master copy.
+        let f32 = estimate(&PlanInput {
+            dtype: DType::F32,
+            ..input
+        });
+        assert_eq!(f32.get("master weights (f32)"), 0);
+    }
+}
