@@ -7,7 +7,7 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 TRAINER := $(or $(CARGO_TARGET_DIR),target)/release/trainer
 SEED ?= 1
 
-.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer diff-math kernels check-cuda bench-logprob bench-gpu clean
+.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer bench-step diff-math kernels check-cuda bench-logprob bench-gpu clean
 
 ## The recipe in small on the CPU: synthetic math and code tasks, a tiny
 ## Qwen2 model, SFT, then math and code GRPO against a local reward-server.
@@ -76,6 +76,12 @@ bench-http:
 ## Makes the pinned torch venv (bench/.venv-torch, ~5.4 GB) on first use.
 bench-trainer:
 	bench/trainer_bench.sh
+
+## Real-size training steps (Qwen2.5-0.5B shape, bf16, 4,096 tokens) against
+## PyTorch + transformers, one process at a time (~16 GiB each; outside CI).
+## ARGS="--plan-check" checks `trainer plan` against measured peak RSS.
+bench-step:
+	bench/step_bench.sh $(ARGS)
 
 ## Compile every kernels/*.cu to PTX for sm_80 and sm_90, warnings as
 ## errors, and assemble it with ptxas; no GPU needed (CI runs it). Uses the

@@ -39,7 +39,7 @@ use crate::runtime::{parse_device, parse_dtype};
 /// Arguments of `trainer bench-step`.
 #[derive(Debug, Args)]
 pub struct BenchStepArgs {
-    /// Model shape: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b or tiny.
+    /// Model shape: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b or tiny.
     #[arg(long, default_value = "qwen2.5-0.5b")]
     pub model: String,
     /// Overrides the preset's layer count (for quick runs).
@@ -89,9 +89,12 @@ pub fn preset(name: &str) -> Result<Config> {
     let (hidden, layers, heads, kv, mlp, tied) = match name {
         "qwen2.5-0.5b" => (896, 24, 14, 2, 4864, true),
         "qwen2.5-1.5b" => (1536, 28, 12, 2, 8960, true),
+        "qwen2.5-3b" => (2048, 36, 16, 2, 11008, true),
         "qwen2.5-7b" => (3584, 28, 28, 4, 18944, false),
         "tiny" => return Ok(Config::tiny()),
-        _ => anyhow::bail!("unknown model {name:?}: use qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b or tiny"),
+        _ => anyhow::bail!(
+            "unknown model {name:?}: use qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b or tiny"
+        ),
     };
     Ok(Config {
         vocab_size: if name == "qwen2.5-7b" { 152_064 } else { 151_936 },
@@ -207,6 +210,7 @@ pub fn run(args: BenchStepArgs) -> Result<()> {
         checkpoint_layers: ck.count(config.num_hidden_layers),
         workload,
         rollout: None,
+        composed_attention: !device.is_cpu(),
     };
     let predicted = plan::estimate(&input);
     let params = model.num_params();

@@ -76,6 +76,9 @@ pub struct PlanInput {
     pub workload: Workload,
     /// The RL rollout, if any.
     pub rollout: Option<Rollout>,
+    /// Whether attention materialises its `seq x seq` scores (the composed
+    /// path the trainer takes on CUDA today), rather than the blockwise op.
+    pub composed_attention: bool,
 }
 
 /// Predicted peak bytes, by component.
@@ -157,6 +160,15 @@ pub fn estimate(input: &PlanInput) -> Plan {
             2 * 4 * CHUNK.min(n) * v + 2 * 4 * v * d + 4 * 5 * n + if s < 4 { 4 * v * d } else { 0 },
         ),
     ];
+    if input.composed_attention {
+        // Scores and probabilities in f32 and the probabilities in the
+        // model's dtype, per layer that keeps them, or one layer at a time.
+        let per_layer = input.batch as u64 * h * (input.seq as u64).pow(2) * (8 + s);
+        out.push((
+            "attention scores (composed path, CUDA)".into(),
+            per_layer * (kept + u64::from(ck > 0)),
+        ));
+    }
     if let Some(r) = input.rollout {
         out.push((
             "rollout KV cache".into(),
@@ -174,8 +186,28 @@ pub fn estimate(input: &PlanInput) -> Plan {
 pub struct PlanArgs {
     /// An SFT or RL run config (`trainer sft` / `trainer rl`); its model
     /// checkpoint's `config.json` gives the architecture.
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required_unless_present = "model")]
+    pub config: Option<PathBuf>,
+    /// Instead of a config: a model shape (qwen2.5-0.5b, qwen2.5-1.5b,
+    /// qwen2.5-7b), with --seq, --batch, --dtype, --checkpoint-layers.
+    #[arg(long, conflicts_with = "config")]
+    pub model: Option<String>,
+    /// With --model: tokens per sequence.
+    #[arg(long, default_value_t = 8192)]
+    pub seq: usize,
+    /// With --model: sequences per micro-batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// With --model: parameter dtype.
+    #[arg(long, default_value = "bf16")]
+    pub dtype: String,
+    /// With --model: checkpointed layers (true, false or a number).
+    #[arg(long, default_value = "true")]
+    pub checkpoint_layers: String,
+    /// With --model: cpu or cuda (on CUDA the trainer's attention keeps
+    /// `seq x seq` scores; with a config, its `[model] device` says).
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
     /// Memory of one GPU, in GiB.
     #[arg(long, default_value_t = 80.0)]
     pub gpu_memory_gib: f64,
@@ -261,13 +293,29 @@ pub fn run(args: PlanArgs) -> Result<()> {
 /// batch_size`) or RL (the longest stage's `max_response_tokens` plus
 /// `--prompt-tokens`, `[train] micro_batch` and `rollout_chunk`).
 fn input_of(args: &PlanArgs) -> Result<PlanInput> {
-    let path = &args.config;
+    if let Some(model) = &args.model {
+        let config = crate::bench_step::preset(model)?;
+        let ck = crate::bench_step::parse_checkpoint_layers(&args.checkpoint_layers)?;
+        return Ok(PlanInput {
+            checkpoint_layers: ck.count(config.num_hidden_layers),
+            config,
+            dtype: crate::runtime::parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?,
+            batch: args.batch.div_ceil(args.gpus),
+            seq: args.seq,
+            workload: Workload::Sft,
+            rollout: None,
+            composed_attention: args.device.starts_with("cuda"),
+        });
+    }
+    let Some(path) = &args.config else {
+        anyhow::bail!("give --config FILE.toml or --model NAME");
+    };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let is_rl = value.get("stages").is_some();
     let base = path.parent().unwrap_or(std::path::Path::new(""));
     let model_dir = |p: &PathBuf| if p.is_relative() { base.join(p) } else { p.clone() };
-    let (checkpoint, dtype, batch, seq, ck, rollout) = if is_rl {
+    let (checkpoint, dtype, device, batch, seq, ck, rollout) = if is_rl {
         let c: crate::rl::config::RlConfig =
             toml::from_str(&text).with_context(|| format!("{}: not an RL config", path.display()))?;
         let response = c.stages.iter().map(|s| s.max_response_tokens).max().unwrap_or(0);
@@ -281,6 +329,7 @@ fn input_of(args: &PlanArgs) -> Result<PlanInput> {
         (
             model_dir(&c.model.checkpoint),
             c.model.dtype,
+            c.model.device,
             c.train.micro_batch,
             len,
             c.train.checkpoint_layers,
@@ -292,6 +341,7 @@ fn input_of(args: &PlanArgs) -> Result<PlanInput> {
         (
             model_dir(&c.model.checkpoint),
             c.model.dtype,
+            c.model.device,
             c.train.batch_size,
             c.data.max_len,
             c.train.checkpoint_layers,
@@ -314,6 +364,7 @@ fn input_of(args: &PlanArgs) -> Result<PlanInput> {
         seq,
         workload: if is_rl { Workload::Grpo } else { Workload::Sft },
         rollout,
+        composed_attention: device.starts_with("cuda"),
     })
 }
 
@@ -335,6 +386,7 @@ mod tests {
             checkpoint_layers: 24,
             workload: Workload::Sft,
             rollout: None,
+            composed_attention: false,
         };
         let plan = estimate(&input);
         let p = 494_032_768u64; // Qwen2.5-0.5B's published parameter count
@@ -358,8 +410,18 @@ mod tests {
         // f32 has no master copy.
         let f32 = estimate(&PlanInput {
             dtype: DType::F32,
-            ..input
+            ..input.clone()
         });
         assert_eq!(f32.get("master weights (f32)"), 0);
+        // The composed attention's scores grow with the square of the length.
+        let cuda = |seq| {
+            estimate(&PlanInput {
+                seq,
+                composed_attention: true,
+                ..input.clone()
+            })
+            .get("attention scores (composed path, CUDA)")
+        };
+        assert_eq!(cuda(8192), 4 * cuda(4096));
     }
 }
