@@ -246,6 +246,20 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_layers_takes_a_flag_or_a_count() {
+        let base = "[model]\ncheckpoint = \"c\"\n[data]\ntrain = \"d\"\n[output]\ndir = \"r\"\n";
+        for (value, layers) in [("true", 24), ("false", 0), ("6", 6), ("100", 24)] {
+            let text = format!("{base}[train]\ncheckpoint_layers = {value}\n");
+            let c: SftConfig = toml::from_str(&text).unwrap();
+            assert_eq!(c.train.checkpoint_layers.count(24), layers, "{value}");
+            let again: SftConfig = toml::from_str(&c.to_toml()).unwrap();
+            assert_eq!(again, c);
+        }
+        let bad = format!("{base}[train]\ncheckpoint_layers = \"all\"\n");
+        assert!(toml::from_str::<SftConfig>(&bad).is_err());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sft.toml");
