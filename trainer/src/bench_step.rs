@@ -278,11 +278,9 @@ fn grpo_batch(inputs: &Tensor, targets: &Tensor, adv: &[f32], t: usize) -> Resul
     let device = inputs.device();
     let mut mask = vec![0f32; b * t];
     let mut advantages = vec![0f32; b * t];
-    for r in 0..b {
-        for i in prompt..t {
-            mask[r * t + i] = 1.0;
-            advantages[r * t + i] = adv[r];
-        }
+    for ((mask, advantages), a) in mask.chunks_mut(t).zip(advantages.chunks_mut(t)).zip(adv) {
+        mask[prompt..].fill(1.0);
+        advantages[prompt..].fill(*a);
     }
     Ok(grpo::MicroBatch {
         inputs: inputs.clone(),

@@ -261,9 +261,9 @@ impl Flash {
                 mean.iter_mut().zip(vj).for_each(|(m, v)| *m += v);
             }
             mean.iter_mut().for_each(|m| *m /= t as f32);
-            for i in 0..pad {
-                o[i * hd..(i + 1) * hd].copy_from_slice(&mean);
-                lse[i] = (t as f32).ln();
+            for (oi, lse) in o.chunks_mut(hd).zip(lse.iter_mut()).take(pad) {
+                oi.copy_from_slice(&mean);
+                *lse = (t as f32).ln();
             }
         }
         let mut s = vec![0f32; BLOCK_Q * BLOCK_K];
@@ -316,12 +316,10 @@ impl Flash {
                     false,
                 );
             }
-            for r in 0..rows {
-                let inv = 1.0 / l[r];
-                o[(i0 + r) * hd..(i0 + r + 1) * hd]
-                    .iter_mut()
-                    .for_each(|x| *x *= inv);
-                lse[i0 + r] = m[r] + l[r].ln();
+            let outs = o[i0 * hd..i1 * hd].chunks_mut(hd).zip(&mut lse[i0..i1]);
+            for ((or, lse), (m, l)) in outs.zip(m.iter().zip(&l)) {
+                or.iter_mut().for_each(|x| *x /= l);
+                *lse = m + l.ln();
             }
         }
     }
