@@ -180,7 +180,7 @@ mod tests {
         let f: Arc<Recompute> = Arc::new(|x: &Tensor, w: &[Tensor]| x.broadcast_mul(&w[0]));
         let x = randn(&[2, 3], 1);
         let w = randn(&[3], 2);
-        let y = checkpoint(&x, &[w.clone()], f)?;
+        let y = checkpoint(&x, std::slice::from_ref(&w), f)?;
         assert!(!y.track_op());
         assert_eq!(max_diff(&y, &x.broadcast_mul(&w)?), 0.0);
         Ok(())
