@@ -7,7 +7,7 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 TRAINER := $(or $(CARGO_TARGET_DIR),target)/release/trainer
 SEED ?= 1
 
-.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer bench-step diff-math kernels check-cuda bench-logprob bench-gpu clean
+.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer bench-step bench-pack diff-math kernels check-cuda bench-logprob bench-gpu clean
 
 ## The recipe in small on the CPU: synthetic math and code tasks, a tiny
 ## Qwen2 model, SFT, then math and code GRPO against a local reward-server.
@@ -82,6 +82,12 @@ bench-trainer:
 ## ARGS="--plan-check" checks `trainer plan` against measured peak RSS.
 bench-step:
 	bench/step_bench.sh $(ARGS)
+
+## SFT sequence packing's throughput on a length-skewed set: the same steps
+## with pack = false and true (bench/pack_bench.py; outside CI).
+bench-pack:
+	$(CARGO) build --release --locked -p trainer
+	python3 bench/pack_bench.py --bin $(TRAINER) $(ARGS)
 
 ## Compile every kernels/*.cu to PTX for sm_80 and sm_90, warnings as
 ## errors, and assemble it with ptxas; no GPU needed (CI runs it). Uses the

@@ -103,13 +103,13 @@ fn sft_lowers_held_out_loss_and_its_checkpoint_reloads() {
     let (examples, _) = data::read_jsonl(&data_path, Template::Plain, &tok, 64).unwrap();
     let (_, eval) = data::split(examples, 0.1, cfg.train.seed);
     let model = checkpoint::load(&init, DType::F32, &Device::Cpu).unwrap();
-    let before = evaluate(&model, &eval, 16, &Device::Cpu).unwrap();
+    let before = evaluate(&model, &eval, 16, None, &Device::Cpu).unwrap();
 
     let summary = train(&cfg, false, None).unwrap();
     let after = summary.eval_loss.unwrap();
     assert!(after < 0.5 * before, "held-out loss {before:.3} -> {after:.3}");
     let trained = checkpoint::load(&summary.checkpoint, DType::F32, &Device::Cpu).unwrap();
-    let reloaded = evaluate(&trained, &eval, 16, &Device::Cpu).unwrap();
+    let reloaded = evaluate(&trained, &eval, 16, None, &Device::Cpu).unwrap();
     assert!((reloaded - after).abs() < 1e-6, "{reloaded} vs {after}");
     assert!(Tokenizer::from_dir(&summary.checkpoint).is_ok());
     let m = metrics(&tmp.path().join("run"));
@@ -176,4 +176,32 @@ fn a_resumed_run_retraces_an_uninterrupted_one() {
         .unwrap_err()
         .to_string()
         .contains("differ"));
+}
+
+#[test]
+fn a_packed_run_retraces_the_unpacked_one() {
+    // Examples of mixed lengths, batches without length bucketing: packing
+    // puts several examples in a row, and the run's losses are unchanged.
+    let tmp = tempfile::tempdir().unwrap();
+    let data_path = synthetic_data(tmp.path(), 120);
+    let init = fresh_checkpoint(tmp.path(), &data_path);
+    let mut plain = config(&init, &data_path, &tmp.path().join("plain"), 6);
+    plain.train.bucket_batches = 1;
+    let mut packed = config(&init, &data_path, &tmp.path().join("packed"), 6);
+    packed.train.bucket_batches = 1;
+    packed.train.pack = true;
+    let a = train(&plain, false, None).unwrap();
+    let b = train(&packed, false, None).unwrap();
+    assert_eq!(a.state, b.state);
+    let (ma, mb) = (
+        metrics(&tmp.path().join("plain")),
+        metrics(&tmp.path().join("packed")),
+    );
+    assert_eq!(ma.len(), 6);
+    for (x, y) in ma.iter().zip(&mb) {
+        let d = (x.loss - y.loss).abs();
+        assert!(d < 1e-4 * x.loss, "step {}: {} vs {}", x.step, x.loss, y.loss);
+    }
+    let (ea, eb) = (a.eval_loss.unwrap(), b.eval_loss.unwrap());
+    assert!((ea - eb).abs() < 1e-4 * ea, "held-out {ea} vs {eb}");
 }

@@ -112,6 +112,8 @@ struct LayerPass {
     cos: Tensor,
     sin: Tensor,
     pads: Option<Vec<usize>>,
+    /// Packed rows' sequence starts (see [`Qwen2::token_stats_packed`]).
+    packed: Option<Vec<Vec<usize>>>,
     /// The composition's additive attention mask.
     bias: Option<Tensor>,
 }
@@ -131,15 +133,12 @@ impl LayerPass {
             let w_attn = f32(&Tensor::cat(&[qw, kw, vw, o], 0)?)?;
             let b_attn = f32(&Tensor::cat(&[qb, kb, vb], 0)?)?;
             let scale = 1.0 / (self.heads.head_dim as f64).sqrt();
-            let a = ops::attention_block(
-                &h,
-                &w_attn,
-                &b_attn,
-                &self.cos,
-                &self.sin,
-                self.heads,
-                scale,
-                self.pads.as_deref(),
+            let mask = match &self.packed {
+                Some(starts) => ops::RowMask::Packed(starts),
+                None => ops::RowMask::LeftPad(self.pads.as_deref()),
+            };
+            let a = ops::attention_block_masked(
+                &h, &w_attn, &b_attn, &self.cos, &self.sin, self.heads, scale, mask,
             )?;
             let x = (x + a)?;
             let h = ops::rms_norm(&x, &f32(post_norm)?, eps)?;
@@ -433,7 +432,7 @@ impl Qwen2 {
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let x = self.hidden(ids, left_pad, cache)?;
+        let x = self.hidden(ids, left_pad, None, cache)?;
         if x.rank() == 2 {
             x.reshape((b, t, ()))
         } else {
@@ -445,13 +444,28 @@ impl Qwen2 {
     /// paths (the CPU without a cache, or `f32` on the CPU with one), which
     /// keep every activation a matrix of rows (a reshape costs a pass over
     /// its gradient in the backward pass), else `(batch, t, hidden)`.
+    ///
+    /// `packed` (no cache, no left padding) gives each row's sequence starts:
+    /// the positions restart at each and attention stays within each.
     fn hidden(
         &self,
         ids: &Tensor,
         left_pad: Option<&[usize]>,
+        packed: Option<&[Vec<usize>]>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        if let Some(starts) = packed {
+            if cache.is_some() || left_pad.is_some_and(|p| p.iter().any(|&n| n > 0)) {
+                candle_core::bail!("packed rows take neither a cache nor left padding");
+            }
+            if starts.len() != b {
+                candle_core::bail!(
+                    "sequence starts given for {} rows, the batch has {b}",
+                    starts.len()
+                );
+            }
+        }
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let pads: Option<Vec<usize>> = match &cache {
             Some(c) => Some(c.left_pad().to_vec()).filter(|p| p.iter().any(|&n| n > 0)),
@@ -471,7 +485,10 @@ impl Qwen2 {
                 self.config.max_position_embeddings
             );
         }
-        let (cos, sin) = self.rotary(b, t, offset, pads.as_deref())?;
+        let (cos, sin) = match packed {
+            Some(starts) => self.rotary_packed(t, starts)?,
+            None => self.rotary(b, t, offset, pads.as_deref())?,
+        };
         let eps = self.config.rms_norm_eps;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?;
         if cache.is_none() {
@@ -479,14 +496,15 @@ impl Qwen2 {
                 fused: self.fused_layers,
                 eps,
                 heads: self.heads(b, t),
-                bias: if self.fused_layers {
-                    None
-                } else {
-                    attention_bias(b, t, 0, pads.as_deref(), &self.device)?
+                bias: match (self.fused_layers, packed) {
+                    (true, _) => None,
+                    (false, Some(starts)) => Some(packed_bias(t, starts, &self.device)?),
+                    (false, None) => attention_bias(b, t, 0, pads.as_deref(), &self.device)?,
                 },
                 cos,
                 sin,
                 pads,
+                packed: packed.map(<[Vec<usize>]>::to_vec),
             };
             if !pass.fused {
                 x = x.reshape((b, t, ()))?;
@@ -579,7 +597,7 @@ impl Qwen2 {
         if self.fused {
             let (b, t) = ids.dims2()?;
             let mut cache = cache;
-            let hidden = self.hidden(ids, left_pad, cache.as_deref_mut())?;
+            let hidden = self.hidden(ids, left_pad, None, cache.as_deref_mut())?;
             let logits = match cache.as_ref().and_then(|c| c.decode_weights()) {
                 Some(d) => ops::linear_t(&hidden, &d.lm_head)?,
                 None => ops::linear(&hidden, &self.lm_head)?,
@@ -603,6 +621,34 @@ impl Qwen2 {
         temperature: f64,
         left_pad: Option<&[usize]>,
     ) -> Result<ops::TokenStats> {
+        self.stats(ids, targets, temperature, left_pad, None)
+    }
+
+    /// [`Qwen2::token_stats`] of packed rows (sequence packing): row `r` of
+    /// `ids` holds several sequences one after the other, starting at
+    /// `starts[r]` (the first at 0, increasing). Each sequence's positions
+    /// restart at 0 and its tokens attend only to its own earlier tokens, so
+    /// a sequence's statistics are those it has alone in a row. Positions
+    /// after a row's last sequence (right padding) belong to it and change
+    /// nothing before them.
+    pub fn token_stats_packed(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        temperature: f64,
+        starts: &[Vec<usize>],
+    ) -> Result<ops::TokenStats> {
+        self.stats(ids, targets, temperature, None, Some(starts))
+    }
+
+    fn stats(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        temperature: f64,
+        left_pad: Option<&[usize]>,
+        packed: Option<&[Vec<usize>]>,
+    ) -> Result<ops::TokenStats> {
         let (b, t) = ids.dims2()?;
         if targets.dims() != [b, t] {
             candle_core::bail!(
@@ -611,7 +657,7 @@ impl Qwen2 {
                 ids.dims()
             );
         }
-        let h = self.hidden(ids, left_pad, None)?;
+        let h = self.hidden(ids, left_pad, packed, None)?;
         let h = h.reshape((b * t, self.config.hidden_size))?;
         let s = ops::lm_head_token_stats(
             &h,
@@ -707,6 +753,54 @@ impl Qwen2 {
         };
         Ok((cos.to_dtype(self.dtype)?, sin.to_dtype(self.dtype)?))
     }
+
+    /// The rotary tables `(b, t, hd/2)` of packed rows: each position's
+    /// distance from the start of its sequence.
+    fn rotary_packed(&self, t: usize, starts: &[Vec<usize>]) -> Result<(Tensor, Tensor)> {
+        let positions: Vec<u32> = starts
+            .iter()
+            .flat_map(|st| (0..t).map(move |i| (i - segment_start(st, i)) as u32))
+            .collect();
+        let idx = Tensor::from_vec(positions, starts.len() * t, &self.device)?;
+        let half = self.cos.dim(1)?;
+        let shape = (starts.len(), t, half);
+        Ok((
+            self.cos
+                .index_select(&idx, 0)?
+                .reshape(shape)?
+                .to_dtype(self.dtype)?,
+            self.sin
+                .index_select(&idx, 0)?
+                .reshape(shape)?
+                .to_dtype(self.dtype)?,
+        ))
+    }
+}
+
+/// The start of the packed sequence holding position `i`: the last of the
+/// increasing `starts` at or before `i` (0 when `starts` is empty).
+fn segment_start(starts: &[usize], i: usize) -> usize {
+    starts[..starts.partition_point(|&s| s <= i)]
+        .last()
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The composition's `(b, 1, t, t)` additive mask of packed rows: a query
+/// sees the keys of its own sequence up to itself.
+fn packed_bias(t: usize, starts: &[Vec<usize>], device: &Device) -> Result<Tensor> {
+    let mut bias = vec![0f32; starts.len() * t * t];
+    for (r, st) in starts.iter().enumerate() {
+        for i in 0..t {
+            let lo = segment_start(st, i);
+            for (j, v) in bias[(r * t + i) * t..(r * t + i + 1) * t].iter_mut().enumerate() {
+                if j < lo || j > i {
+                    *v = MASKED;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(bias, (starts.len(), 1, t, t), device)
 }
 
 /// Grouped-query attention of `h` (`(batch, seq, hidden)`) as a composition
@@ -1007,6 +1101,54 @@ mod tests {
                 };
                 let d = max_diff(&x.to_dtype(DType::F32)?, &y.to_dtype(DType::F32)?);
                 assert_eq!(d, 0.0, "{dtype:?} {name}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn packed_rows_give_the_unpacked_loss_and_gradients() -> Result<()> {
+        use crate::sft::data::{collate, collate_packed, Batch, Example};
+        let examples: Vec<Example> = [(3, 5), (6, 9), (2, 2), (4, 17), (5, 3), (1, 7)]
+            .iter()
+            .enumerate()
+            .map(|(n, &(p, r))| Example {
+                prompt: (0..p).map(|i| ((i * 5 + n * 11) % 39 + 1) as u32).collect(),
+                response: (0..r).map(|i| ((i * 3 + n * 7) % 39 + 1) as u32).collect(),
+            })
+            .collect();
+        let refs: Vec<&Example> = examples.iter().collect();
+        let nll = |m: &Qwen2, b: &Batch| -> Result<Tensor> {
+            let stats = match &b.starts {
+                Some(s) => m.token_stats_packed(&b.inputs, &b.targets, 1.0, s)?,
+                None => m.token_stats(&b.inputs, &b.targets, 1.0, None)?,
+            };
+            (stats.logprobs * &b.mask)?.sum_all()?.neg()
+        };
+        let unpacked = collate(&refs, &Device::Cpu)?;
+        let packed = collate_packed(&refs, 24, &Device::Cpu)?;
+        // Several sequences share rows: 6 examples, 3 rows.
+        assert_eq!(packed.inputs.dim(0)?, 3);
+        // The fused layers, the composed ones, and checkpointed fused layers.
+        for variant in 0..3 {
+            let mut m = Qwen2::init(small(), 4, DType::F32, &Device::Cpu)?;
+            match variant {
+                1 => (m.fused, m.fused_layers) = (false, false),
+                2 => m.set_checkpoint_layers(1),
+                _ => {}
+            }
+            let (a, b) = (nll(&m, &unpacked)?, nll(&m, &packed)?);
+            let (la, lb) = (a.to_scalar::<f32>()?, b.to_scalar::<f32>()?);
+            assert!(
+                (la - lb).abs() <= 1e-5 * la.abs(),
+                "variant {variant}: loss {la} vs {lb}"
+            );
+            let (ga, gb) = (a.backward()?, b.backward()?);
+            for (name, v) in m.named_vars() {
+                let (x, y) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
+                let scale = x.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1e-6);
+                let d = max_diff(x, y);
+                assert!(d <= 1e-4 * scale, "variant {variant} {name}: {d} (scale {scale})");
             }
         }
         Ok(())

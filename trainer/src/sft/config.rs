@@ -93,6 +93,12 @@ pub struct TrainConfig {
     /// instead of keeping them: `true` (every layer), `false`, or the number
     /// of layers (the first N). Saves memory for a second forward pass.
     pub checkpoint_layers: CheckpointLayers,
+    /// Sequence packing: lay each micro-batch's examples end to end in rows
+    /// of up to `data.max_len` positions (first fit, longest first) instead
+    /// of one padded row each. Positions restart and attention stays within
+    /// each example, so the loss and the gradients are the unpacked ones;
+    /// only the padding's compute goes (raise `batch_size` to fill rows).
+    pub pack: bool,
 }
 
 impl Default for TrainConfig {
@@ -110,6 +116,7 @@ impl Default for TrainConfig {
             seed: 0,
             bucket_batches: 16,
             checkpoint_layers: CheckpointLayers::default(),
+            pack: false,
         }
     }
 }

@@ -179,6 +179,9 @@ pub struct Batch {
     pub loss_tokens: usize,
     /// Real (unpadded) input tokens.
     pub tokens: usize,
+    /// Packed rows' sequence starts ([`collate_packed`]); `None` for one
+    /// example per row.
+    pub starts: Option<Vec<Vec<usize>>>,
 }
 
 /// Builds the tensors of a batch.
@@ -205,6 +208,63 @@ pub fn collate(examples: &[&Example], device: &Device) -> CResult<Batch> {
         mask: Tensor::from_vec(mask, (b, t), device)?,
         loss_tokens,
         tokens,
+        starts: None,
+    })
+}
+
+/// Builds the tensors of a packed batch: the examples' input positions (an
+/// example of `n` tokens has `n - 1`) laid end to end in rows of at most
+/// `capacity` positions, placed longest first into the first row with room
+/// (a longer example gets a row of its own), rows right-padded to the
+/// longest. Each example's inputs, targets and mask are those of
+/// [`collate`]; `starts` says where each one begins.
+pub fn collate_packed(examples: &[&Example], capacity: usize, device: &Device) -> CResult<Batch> {
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(examples[i].len()));
+    // (fill, example indices) per row.
+    let mut rows: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in order {
+        let n = examples[i].len() - 1;
+        match rows.iter_mut().find(|(fill, _)| fill + n <= capacity) {
+            Some((fill, members)) => {
+                *fill += n;
+                members.push(i);
+            }
+            None => rows.push((n, vec![i])),
+        }
+    }
+    let t = rows.iter().map(|(fill, _)| *fill).max().unwrap_or(0);
+    let b = rows.len();
+    let (mut inputs, mut targets, mut mask) = (vec![0u32; b * t], vec![0u32; b * t], vec![0f32; b * t]);
+    let (mut loss_tokens, mut tokens) = (0, 0);
+    let mut starts = Vec::with_capacity(b);
+    for (r, (_, members)) in rows.iter().enumerate() {
+        let mut at = r * t;
+        let mut row_starts = Vec::with_capacity(members.len());
+        for &i in members {
+            let e = examples[i];
+            row_starts.push(at - r * t);
+            let seq: Vec<u32> = e.prompt.iter().chain(&e.response).copied().collect();
+            for j in 0..seq.len() - 1 {
+                inputs[at + j] = seq[j];
+                targets[at + j] = seq[j + 1];
+                if j + 1 >= e.prompt.len() {
+                    mask[at + j] = 1.0;
+                    loss_tokens += 1;
+                }
+            }
+            at += seq.len() - 1;
+            tokens += seq.len() - 1;
+        }
+        starts.push(row_starts);
+    }
+    Ok(Batch {
+        inputs: Tensor::from_vec(inputs, (b, t), device)?,
+        targets: Tensor::from_vec(targets, (b, t), device)?,
+        mask: Tensor::from_vec(mask, (b, t), device)?,
+        loss_tokens,
+        tokens,
+        starts: Some(starts),
     })
 }
 
@@ -244,6 +304,36 @@ mod tests {
             vec![vec![0.0, 1.0, 1.0], vec![1.0, 0.0, 0.0]]
         );
         assert_eq!((batch.loss_tokens, batch.tokens), (3, 4));
+        Ok(())
+    }
+
+    #[test]
+    fn collate_packed_lays_examples_end_to_end() -> CResult<()> {
+        let ex = |p: &[u32], r: &[u32]| Example {
+            prompt: p.to_vec(),
+            response: r.to_vec(),
+        };
+        let (a, b, c) = (ex(&[1, 2], &[3, 4]), ex(&[5], &[6]), ex(&[7, 8, 9], &[10, 11]));
+        // Positions: a 3, b 1, c 4. Capacity 5: c then b in one row, a alone.
+        let batch = collate_packed(&[&a, &b, &c], 5, &Device::Cpu)?;
+        assert_eq!(batch.starts, Some(vec![vec![0, 4], vec![0]]));
+        assert_eq!(
+            batch.inputs.to_vec2::<u32>()?,
+            vec![vec![7, 8, 9, 10, 5], vec![1, 2, 3, 0, 0]]
+        );
+        assert_eq!(
+            batch.targets.to_vec2::<u32>()?,
+            vec![vec![8, 9, 10, 11, 6], vec![2, 3, 4, 0, 0]]
+        );
+        assert_eq!(
+            batch.mask.to_vec2::<f32>()?,
+            vec![vec![0.0, 0.0, 1.0, 1.0, 1.0], vec![0.0, 1.0, 1.0, 0.0, 0.0]]
+        );
+        let unpacked = collate(&[&a, &b, &c], &Device::Cpu)?;
+        assert_eq!(
+            (batch.loss_tokens, batch.tokens),
+            (unpacked.loss_tokens, unpacked.tokens)
+        );
         Ok(())
     }
 

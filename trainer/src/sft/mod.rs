@@ -34,7 +34,7 @@ use crate::runtime::{parse_device, parse_dtype};
 use crate::schedule::Schedule;
 use crate::tokenizer::Tokenizer;
 use config::SftConfig;
-use data::{collate, epoch_batches, read_jsonl, split, Example};
+use data::{collate, collate_packed, epoch_batches, read_jsonl, split, Batch, Example};
 
 /// Arguments of `trainer sft`.
 #[derive(Debug, Args)]
@@ -226,7 +226,7 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
                 .iter()
                 .map(|&i| &train_set[i])
                 .collect();
-            micro.push(collate(&refs, &device)?);
+            micro.push(make_batch(&refs, t.pack, max_len, &device)?);
             state.batch_in_epoch += 1;
         }
         let step_tokens: usize = micro.iter().map(|b| b.loss_tokens).sum();
@@ -234,10 +234,7 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
         let mut loss_sum = 0f64;
         let mut tokens = 0usize;
         for batch in &micro {
-            let logprobs = model
-                .token_stats(&batch.inputs, &batch.targets, 1.0, None)?
-                .logprobs;
-            let nll = (logprobs * &batch.mask)?.sum_all()?.neg()?;
+            let nll = batch_nll(&model, batch)?;
             loss_sum += nll.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let scaled = (nll / step_tokens.max(1) as f64)?;
             accumulate(&mut grads, named_grads(&vars, &scaled.backward()?))?;
@@ -259,7 +256,8 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
         let last = state.step == end;
         let every = |n: u64| n > 0 && state.step.is_multiple_of(n);
         if !eval_set.is_empty() && (last || every(config.output.eval_every)) {
-            let l = evaluate(&model, &eval_set, t.batch_size, &device)?;
+            let pack = t.pack.then_some(max_len);
+            let l = evaluate(&model, &eval_set, t.batch_size, pack, &device)?;
             tracing::info!(step = state.step, eval_loss = l, "held-out loss");
             eval_loss = Some(l);
         }
@@ -296,18 +294,42 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
     })
 }
 
-/// Mean response-token loss over `examples`.
-pub fn evaluate(model: &Qwen2, examples: &[Example], batch_size: usize, device: &Device) -> Result<f64> {
+/// The tensors of a micro-batch: packed in rows of up to `max_len`
+/// positions when `pack`, else one padded row per example.
+pub fn make_batch(examples: &[&Example], pack: bool, max_len: usize, device: &Device) -> Result<Batch> {
+    Ok(if pack {
+        collate_packed(examples, max_len, device)?
+    } else {
+        collate(examples, device)?
+    })
+}
+
+/// The summed negative log-likelihood of a batch's response tokens
+/// (differentiable).
+pub fn batch_nll(model: &Qwen2, batch: &Batch) -> Result<Tensor> {
+    let stats = match &batch.starts {
+        Some(starts) => model.token_stats_packed(&batch.inputs, &batch.targets, 1.0, starts)?,
+        None => model.token_stats(&batch.inputs, &batch.targets, 1.0, None)?,
+    };
+    Ok((stats.logprobs * &batch.mask)?.sum_all()?.neg()?)
+}
+
+/// Mean response-token loss over `examples`; `pack` packs each batch in rows
+/// of up to that many positions.
+pub fn evaluate(
+    model: &Qwen2,
+    examples: &[Example],
+    batch_size: usize,
+    pack: Option<usize>,
+    device: &Device,
+) -> Result<f64> {
     let mut total = 0f64;
     let mut tokens = 0usize;
     for chunk in examples.chunks(batch_size) {
         let refs: Vec<&Example> = chunk.iter().collect();
-        let batch = collate(&refs, device)?;
-        let logprobs = model
-            .token_stats(&batch.inputs, &batch.targets, 1.0, None)?
-            .logprobs;
-        let nll = (logprobs.detach() * &batch.mask)?.sum_all()?;
-        total -= nll.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let batch = make_batch(&refs, pack.is_some(), pack.unwrap_or(0), device)?;
+        let nll = batch_nll(model, &batch)?.detach();
+        total += nll.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         tokens += batch.loss_tokens;
     }
     Ok(total / tokens.max(1) as f64)
