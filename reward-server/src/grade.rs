@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{CodeTests, GradeResult, Id, Item, RewardMode, Task, Verdict};
+use crate::code::workers::JobContext;
 use crate::{code, math};
 
 /// An input that could not be turned into an [`Item`].
@@ -89,6 +90,60 @@ impl Input {
     }
 }
 
+impl Input {
+    /// Reads one item from its JSON text (a slice of a request body);
+    /// `place` ("item 2") prefixes errors. Unlike [`Input::from_value`] it
+    /// never builds a [`Value`] of the whole item: only its `tests` and
+    /// unknown fields go through one.
+    pub fn from_json(json: &str, place: &str) -> Input {
+        let read = serde_json::from_str::<Item>(json).and_then(|mut item| {
+            item.extra = serde_json::Map::new();
+            let tests = item.tests.take().map(CodeTests::deserialize).transpose()?;
+            Ok(Input::Item { item, tests })
+        });
+        read.unwrap_or_else(|e| {
+            /// The ids of an item that did not read, if they do.
+            #[derive(Deserialize)]
+            struct Ids<'a> {
+                #[serde(borrow, default)]
+                id: Option<&'a serde_json::value::RawValue>,
+                #[serde(borrow, default)]
+                problem_id: Option<&'a serde_json::value::RawValue>,
+            }
+            let kind = raw_json_kind(json);
+            // (serde would read a struct from an array too.)
+            let ids = (kind == "an object")
+                .then(|| serde_json::from_str::<Ids<'_>>(json).ok())
+                .flatten();
+            let id_of = |raw: Option<&serde_json::value::RawValue>| {
+                raw.and_then(|r| serde_json::from_str::<Id>(r.get()).ok())
+            };
+            let error = if kind == "an object" {
+                format!("{place}: {e}")
+            } else {
+                format!("{place}: expected a JSON object, found {kind}")
+            };
+            Input::Malformed(Malformed {
+                id: ids.as_ref().and_then(|i| id_of(i.id)),
+                problem_id: ids.as_ref().and_then(|i| id_of(i.problem_id)),
+                error,
+            })
+        })
+    }
+}
+
+/// What kind of JSON value a text holds, from its first character.
+fn raw_json_kind(json: &str) -> &'static str {
+    match json.trim_start().bytes().next() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -124,15 +179,19 @@ fn result(
 /// Grades one input. A bug in a verifier (a panic) becomes an `invalid`
 /// result saying so, never a crash of the batch or the server.
 pub fn grade_one(input: &Input) -> GradeResult {
+    grade_one_with(input, &JobContext::default())
+}
+
+/// [`grade_one`] for a request: `context` can cancel a code item mid-run
+/// and names the request in the sandbox worker's log lines.
+pub fn grade_one_with(input: &Input, context: &JobContext) -> GradeResult {
     let started = Instant::now();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grade_unguarded(input, started))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        grade_unguarded(input, context, started)
+    })) {
         Ok(r) => r,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = code::workers::panic_text(&*panic);
             let (id, pid) = match input {
                 Input::Item { item, .. } => (item.id.clone(), item.problem_id.clone()),
                 Input::Malformed(m) => (m.id.clone(), m.problem_id.clone()),
@@ -143,7 +202,7 @@ pub fn grade_one(input: &Input) -> GradeResult {
     }
 }
 
-fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
+fn grade_unguarded(input: &Input, context: &JobContext, started: Instant) -> GradeResult {
     let (item, tests) = match input {
         Input::Item { item, tests } => (item, tests),
         Input::Malformed(m) => {
@@ -167,19 +226,22 @@ fn grade_unguarded(input: &Input, started: Instant) -> GradeResult {
             let fraction = item.reward == Some(RewardMode::Fraction);
             let outcome = match tests {
                 None => Err("code items need a `tests` field".to_string()),
-                Some(tests) => Ok(code::workers::verify_item(&code::workers::Job {
-                    response: &item.response,
-                    tests,
-                    time_limit_s: item.time_limit_s,
-                    memory_limit_mb: item.memory_limit_mb,
-                    all_cases: item.all_cases || fraction,
-                    time_limit_native_s: item.time_limit_native_s,
-                    rules: code::Rules {
-                        compare: item.compare.unwrap_or_default(),
-                        atol: item.atol,
-                        raw_code: item.raw_code,
+                Some(tests) => Ok(code::workers::verify_item(
+                    &code::workers::Job {
+                        response: &item.response,
+                        tests,
+                        time_limit_s: item.time_limit_s,
+                        memory_limit_mb: item.memory_limit_mb,
+                        all_cases: item.all_cases || fraction,
+                        time_limit_native_s: item.time_limit_native_s,
+                        rules: code::Rules {
+                            compare: item.compare.unwrap_or_default(),
+                            atol: item.atol,
+                            raw_code: item.raw_code,
+                        },
                     },
-                })),
+                    context,
+                )),
             };
             match outcome {
                 Ok(out) => {
@@ -251,6 +313,36 @@ mod tests {
             .contains("code items need a `tests` field"));
         assert!(out[6].error.as_deref().unwrap().contains("`answer`"));
         assert_eq!((out[0].reward, out[0].passed, out[0].total), (1.0, 1, 1));
+    }
+
+    #[test]
+    fn items_read_from_json_text_as_from_values() {
+        for (k, line) in [
+            r#"{"id": "a", "task": "math", "response": "1", "answer": "1", "extra": [1, {"b": 2}]}"#,
+            r#"{"id": 7, "problem_id": "p", "task": "math", "answer": "1"}"#,
+            r#"{"task": "code", "response": "x", "tests": {"type": "stdio"}}"#,
+            r#"[1, 2]"#,
+            r#"{"id": {"not": "an id"}, "task": "math"}"#,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let from_value = Input::from_line(line, 1);
+            let from_json = Input::from_json(line, "line 1");
+            match (&from_value, &from_json) {
+                (Input::Item { .. }, _) => assert_eq!(from_value, from_json, "{k}"),
+                (Input::Malformed(a), Input::Malformed(b)) => {
+                    assert_eq!((&a.id, &a.problem_id), (&b.id, &b.problem_id), "{k}");
+                    assert!(
+                        b.error.starts_with(a.error.split(" at line").next().unwrap()),
+                        "{k}: {} / {}",
+                        a.error,
+                        b.error
+                    );
+                }
+                _ => panic!("{k}: {from_value:?} / {from_json:?}"),
+            }
+        }
     }
 
     #[test]

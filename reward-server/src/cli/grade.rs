@@ -81,7 +81,7 @@ pub fn run_grade(args: &GradeArgs) -> Result<Summary, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot start worker threads: {e}")))?;
     if !args.in_process {
         match std::env::current_exe() {
-            Ok(exe) => workers::use_worker_processes(exe, pool.current_num_threads()),
+            Ok(exe) => workers::use_worker_processes(exe, Vec::new(), pool.current_num_threads()),
             Err(e) => {
                 tracing::warn!("grading code items in this process: cannot find this program's binary: {e}")
             }

@@ -8,7 +8,10 @@
 //! ([`Sandbox::run_cases`]: fresh globals, stdin, output and budget per case).
 //!
 //! The run stops at the first failing case (binary reward) unless the item
-//! sets `all_cases`, which reports `passed`/`total` over all of them.
+//! sets `all_cases`, which reports `passed`/`total` over all of them. Each
+//! case is judged as soon as it ends and its output dropped then (the error
+//! message keeps the end of stderr), so an item holds one case's output at a
+//! time however many cases it has.
 //! [`workers`] runs verifications in worker processes, which is how the
 //! `grade` command scales over cores.
 
@@ -19,7 +22,7 @@ pub mod time_limit;
 pub mod value;
 pub mod workers;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::Verdict;
 pub use crate::api::{CodeTests, IoCase};
-use crate::sandbox::{CaseEnd, CaseInput, CaseRun, KeepGoing, Limits, Mode, Program, Sandbox};
+use crate::sandbox::{Cancel, CaseEnd, CaseInput, CaseRun, KeepGoing, Limits, Mode, Program, Sandbox};
 pub use modes::Rules;
 
 /// Longest `time_limit_s` an item may ask for.
@@ -225,6 +228,9 @@ fn stdout_verdict(run: &CaseRun, want: &str, rules: &Rules) -> Result<(), (Verdi
     }
 }
 
+/// How a case was judged: passed, or the failure's verdict and reason.
+type Judged = Result<(), (Verdict, String)>;
+
 /// Runs the program in `response` against `tests` under our default rules.
 pub fn verify(
     sandbox: &Sandbox,
@@ -245,6 +251,20 @@ pub fn verify_with(
     limits: &Limits,
     all_cases: bool,
     rules: &Rules,
+) -> CodeOutcome {
+    verify_until(sandbox, response, tests, limits, all_cases, rules, &Cancel::new())
+}
+
+/// [`verify_with`], stopped early when `cancel` is cancelled (the outcome is
+/// then `invalid`, "cancelled": nobody reads it).
+pub fn verify_until(
+    sandbox: &Sandbox,
+    response: &str,
+    tests: &CodeTests,
+    limits: &Limits,
+    all_cases: bool,
+    rules: &Rules,
+    cancel: &Cancel,
 ) -> CodeOutcome {
     if let Err(why) = rules.check() {
         return CodeOutcome::invalid(why);
@@ -275,22 +295,32 @@ pub fn verify_with(
             Some("no fenced code block in the response".into()),
         );
     };
-    let expected = Arc::new(expected);
-    let keep_going: KeepGoing = if all_cases {
-        Arc::new(|_, _| true)
-    } else {
-        let expected = Arc::clone(&expected);
+    let judged: Arc<Mutex<Vec<Option<Judged>>>> = Arc::new(Mutex::new(vec![None; expected.len()]));
+    let keep_going: KeepGoing = {
+        let judged = Arc::clone(&judged);
         let rules = *rules;
-        Arc::new(move |k, run| judge(run, &expected[k], &rules).is_ok())
+        Arc::new(move |k, run: &mut CaseRun| {
+            let verdict = judge(run, &expected[k], &rules);
+            let pass = verdict.is_ok();
+            judged.lock().unwrap_or_else(PoisonError::into_inner)[k] = Some(verdict);
+            // Judged: the output is not needed any more (the reason keeps
+            // the end of stderr).
+            run.stdout = Vec::new();
+            run.stderr = Vec::new();
+            all_cases || pass
+        })
     };
     let program = Program {
         source: format!("{}{code}", rules.preamble()),
         mode,
     };
-    let run = match sandbox.run_cases(program, inputs, limits, keep_going) {
+    let run = match sandbox.run_cases_until(program, inputs, limits, keep_going, cancel) {
         Ok(run) => run,
         Err(e) => return done(Verdict::Invalid, 0, Some(format!("the sandbox failed: {e}"))),
     };
+    if run.cancelled {
+        return done(Verdict::Invalid, 0, Some("cancelled".into()));
+    }
     if let Some(error) = run.compile_error {
         return if error.in_tests {
             done(
@@ -309,13 +339,14 @@ pub fn verify_with(
             )
         };
     }
+    let judged = std::mem::take(&mut *judged.lock().unwrap_or_else(PoisonError::into_inner));
     let mut passed = 0;
     let mut first_failure: Option<(Verdict, String)> = None;
-    for (k, (case, want)) in run.cases.iter().zip(expected.iter()).enumerate() {
-        let Some(case) = case else { continue };
-        match judge(case, want, rules) {
-            Ok(()) => passed += 1,
-            Err((verdict, why)) => {
+    for (k, case) in judged.into_iter().enumerate() {
+        match case {
+            None => {}
+            Some(Ok(())) => passed += 1,
+            Some(Err((verdict, why))) => {
                 first_failure.get_or_insert((verdict, format!("case {}: {why}", k + 1)));
             }
         }

@@ -7,28 +7,41 @@
 //! one thread graded them in 2.5 s, two threads in 3.4 s (kernel time 1.0 s
 //! against 4.0 s), while two processes of one thread each took 1.7 s.
 //!
-//! So `reward-server grade` verifies code items in worker processes, one per
-//! grading thread: the same binary started as `reward-server sandbox-worker`,
-//! one job per line on its stdin, one outcome per line on its stdout.
-//! [`verify_item`] sends a job to a free worker when [`use_worker_processes`]
-//! set them up, and verifies in this process otherwise (the library's
-//! default, and what the unit tests use).
+//! So `reward-server grade` and `serve` run guests in worker processes, one
+//! per grading thread: the same binary started as `reward-server
+//! sandbox-worker`, one job per line on its stdin, one answer per line on its
+//! stdout. A job verifies a code item ([`verify_item`]) or runs one program
+//! as SandboxFusion's `/run_code` does ([`run_code`]). A worker process also
+//! isolates the server from what goes wrong in a run: a panic or a crash ends
+//! only the worker, whose job then runs once more in a fresh worker (and is
+//! `invalid`, saying why, if that one dies too).
+//!
+//! A job can be cancelled ([`Cancel`]): the parent writes a `cancel` line,
+//! and the worker stops the run before its next case, or mid-case within an
+//! epoch tick. When [`use_worker_processes`] did not set workers up, jobs run
+//! in this process (the library's default, and what the unit tests use).
 
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError, RwLock};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::time_limit::code_limits;
-use super::{shared_sandbox_or_error, verify_with, CodeOutcome, CodeTests, Rules};
+use super::{shared_sandbox_or_error, verify_until, CodeOutcome, CodeTests, Rules};
+use crate::sandbox::{Cancel, Limits};
+use crate::serve::sandbox_fusion::{run_as_sandbox_fusion, sandbox_error, RunCodeResponse};
 
 /// The hidden subcommand that runs a worker.
 pub const WORKER_SUBCOMMAND: &str = "sandbox-worker";
 
-/// One code item to verify: what [`verify`] needs, with the item's limits as
-/// given.
+/// The line that cancels a worker's current job.
+const CANCEL_LINE: &str = "cancel";
+
+/// One code item to verify: what [`verify_until`] needs, with the item's
+/// limits as given.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job<'a> {
     /// The model's response.
@@ -61,8 +74,55 @@ struct OwnedJob {
     rules: Rules,
 }
 
+/// One program for `/run_code`: run as a script with `stdin`, under `limits`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RunCodeJob {
+    /// The Python source.
+    pub(crate) code: String,
+    /// Its standard input (none: empty).
+    pub(crate) stdin: Option<String>,
+    /// The run's limits, checked by the caller.
+    pub(crate) limits: Limits,
+}
+
+/// Where a job comes from, for the worker's log lines.
+#[derive(Debug, Clone, Default)]
+pub struct JobContext {
+    /// Stops the job early; the outcome is then never read.
+    pub cancel: Cancel,
+    /// The HTTP request's id (`X-Request-Id`), if any.
+    pub request_id: Option<String>,
+}
+
+/// A line to a worker.
+#[derive(Serialize)]
+struct Envelope<'a, J> {
+    request_id: Option<&'a str>,
+    job: J,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum JobRef<'a> {
+    Verify(&'a Job<'a>),
+    RunCode(&'a RunCodeJob),
+}
+
+#[derive(Deserialize)]
+struct OwnedEnvelope {
+    request_id: Option<String>,
+    job: WorkerJob,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WorkerJob {
+    Verify(OwnedJob),
+    RunCode(RunCodeJob),
+}
+
 /// Verifies `job` in this process.
-pub fn verify_in_process(job: &Job<'_>) -> CodeOutcome {
+pub fn verify_in_process(job: &Job<'_>, cancel: &Cancel) -> CodeOutcome {
     let limits = match code_limits(
         job.time_limit_s,
         job.time_limit_native_s,
@@ -73,30 +133,58 @@ pub fn verify_in_process(job: &Job<'_>) -> CodeOutcome {
         Err(why) => return CodeOutcome::invalid(why),
     };
     match shared_sandbox_or_error() {
-        Ok(sandbox) => verify_with(
+        Ok(sandbox) => verify_until(
             sandbox,
             job.response,
             job.tests,
             &limits,
             job.all_cases,
             &job.rules,
+            cancel,
         ),
         Err(why) => CodeOutcome::invalid(why),
+    }
+}
+
+/// Runs `job` in this process.
+fn run_code_in_process(job: &RunCodeJob, cancel: &Cancel) -> RunCodeResponse {
+    match shared_sandbox_or_error() {
+        Ok(sandbox) => run_as_sandbox_fusion(sandbox, &job.code, job.stdin.as_deref(), &job.limits, cancel),
+        Err(why) => sandbox_error(why),
     }
 }
 
 /// The worker processes, when [`use_worker_processes`] set them up.
 static WORKERS: RwLock<Option<Arc<Workers>>> = RwLock::new(None);
 
-/// From now on, [`verify_item`] runs jobs in up to `count` worker processes
-/// started from `exe` (this program's binary). They start when first needed.
-pub fn use_worker_processes(exe: PathBuf, count: usize) {
-    let workers = Workers::new(exe, count);
+/// From now on, jobs run in up to `count` worker processes started from
+/// `exe` (this program's binary) with `args` before the subcommand (the
+/// global options, `--log-format`). They start when first needed, or at
+/// [`start_worker_processes`].
+pub fn use_worker_processes(exe: PathBuf, args: Vec<String>, count: usize) {
+    let workers = Workers::new(exe, args, count);
     *WORKERS.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(workers));
 }
 
+/// Starts every worker process now (loading the guest in this process
+/// first, compiling it on a first run), so the first jobs do not wait for
+/// that. A no-op when jobs run in this process.
+pub fn start_worker_processes() -> Result<(), String> {
+    let Some(workers) = current() else {
+        return shared_sandbox_or_error().map(|_| ());
+    };
+    let mut started = Vec::new();
+    for _ in 0..workers.max {
+        started.push(workers.take()?);
+    }
+    for worker in started {
+        workers.give_back(worker);
+    }
+    Ok(())
+}
+
 /// Stops the worker processes (each exits when its stdin closes) and goes
-/// back to verifying in this process.
+/// back to running jobs in this process.
 pub fn stop_worker_processes() {
     let workers = WORKERS.write().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(workers) = workers {
@@ -109,24 +197,57 @@ pub fn stop_worker_processes() {
 
 /// Worker processes busy with a job now (0 when jobs run in this process).
 pub fn busy_workers() -> usize {
-    let workers = WORKERS.read().unwrap_or_else(PoisonError::into_inner).clone();
-    workers.map_or(0, |w| {
+    current().map_or(0, |w| {
         let pool = w.lock();
         pool.running - pool.idle.len()
     })
 }
 
+fn current() -> Option<Arc<Workers>> {
+    WORKERS.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
 /// Verifies `job` in a worker process when they are set up, else here.
-pub fn verify_item(job: &Job<'_>) -> CodeOutcome {
-    let workers = WORKERS.read().unwrap_or_else(PoisonError::into_inner).clone();
-    match workers {
-        Some(workers) => workers.verify(job),
-        None => verify_in_process(job),
+pub fn verify_item(job: &Job<'_>, context: &JobContext) -> CodeOutcome {
+    match current() {
+        Some(workers) => workers
+            .call(&JobRef::Verify(job), context)
+            .unwrap_or_else(CodeOutcome::invalid),
+        None => verify_in_process(job, &context.cancel),
     }
+}
+
+/// Runs `job` in a worker process when they are set up, else here (a panic
+/// then becomes a `SandboxError` answer).
+pub(crate) fn run_code(job: &RunCodeJob, context: &JobContext) -> RunCodeResponse {
+    match current() {
+        Some(workers) => workers
+            .call(&JobRef::RunCode(job), context)
+            .unwrap_or_else(sandbox_error),
+        None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_code_in_process(job, &context.cancel)
+        }))
+        .unwrap_or_else(|panic| {
+            sandbox_error(format!(
+                "internal error (please report it): {}",
+                panic_text(&*panic)
+            ))
+        }),
+    }
+}
+
+/// A panic's message.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 struct Workers {
     exe: PathBuf,
+    args: Vec<String>,
     max: usize,
     state: Mutex<Pool>,
     freed: Condvar,
@@ -140,14 +261,16 @@ struct Pool {
 
 struct Worker {
     child: Child,
-    stdin: BufWriter<ChildStdin>,
+    /// Shared with the cancel hook of the job in flight.
+    stdin: Arc<Mutex<BufWriter<std::process::ChildStdin>>>,
     stdout: BufReader<ChildStdout>,
 }
 
 impl Workers {
-    fn new(exe: PathBuf, count: usize) -> Workers {
+    fn new(exe: PathBuf, args: Vec<String>, count: usize) -> Workers {
         Workers {
             exe,
+            args,
             max: count.max(1),
             state: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -161,25 +284,43 @@ impl Workers {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn verify(&self, job: &Job<'_>) -> CodeOutcome {
-        let mut worker = match self.take() {
-            Ok(worker) => worker,
-            Err(why) => return CodeOutcome::invalid(why),
-        };
-        match worker.exchange(job) {
-            Ok(outcome) => {
-                self.lock().idle.push(worker);
-                self.freed.notify_one();
-                outcome
-            }
-            Err(e) => {
-                tracing::error!("a sandbox worker failed and was stopped: {e}");
-                worker.kill();
-                self.lock().running -= 1;
-                self.freed.notify_one();
-                CodeOutcome::invalid(format!("the sandbox worker process failed: {e}"))
+    /// Sends `job` to a worker and reads its answer. A worker that dies
+    /// (killed, crashed) is replaced and the job sent once more.
+    fn call<T: DeserializeOwned>(&self, job: &JobRef<'_>, context: &JobContext) -> Result<T, String> {
+        let line = serde_json::to_string(&Envelope {
+            request_id: context.request_id.as_deref(),
+            job,
+        })
+        .map_err(|e| format!("cannot encode the job: {e}"))?;
+        let mut failure = String::new();
+        for attempt in 0..2 {
+            let mut worker = self.take()?;
+            match worker.exchange(&line, &context.cancel) {
+                Ok(answer) => {
+                    self.give_back(worker);
+                    return Ok(answer);
+                }
+                Err(e) => {
+                    let pid = worker.child.id();
+                    worker.kill();
+                    self.lock().running -= 1;
+                    self.freed.notify_one();
+                    if context.cancel.is_cancelled() {
+                        return Err("cancelled".into());
+                    }
+                    tracing::error!(pid, attempt, "a sandbox worker failed and was replaced: {e}");
+                    failure = e.to_string();
+                }
             }
         }
+        Err(format!(
+            "the sandbox worker process failed twice on this item (last: {failure})"
+        ))
+    }
+
+    fn give_back(&self, worker: Worker) {
+        self.lock().idle.push(worker);
+        self.freed.notify_one();
     }
 
     /// An idle worker, a new one if fewer than `max` run, else the next one
@@ -207,6 +348,7 @@ impl Workers {
         // so the workers only ever load the cache.
         shared_sandbox_or_error()?;
         let mut child = Command::new(&self.exe)
+            .args(&self.args)
             .arg(WORKER_SUBCOMMAND)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -219,23 +361,37 @@ impl Workers {
         };
         Ok(Worker {
             child,
-            stdin: BufWriter::new(stdin),
+            stdin: Arc::new(Mutex::new(BufWriter::new(stdin))),
             stdout: BufReader::new(stdout),
         })
     }
 }
 
 impl Worker {
-    fn exchange(&mut self, job: &Job<'_>) -> io::Result<CodeOutcome> {
-        serde_json::to_writer(&mut self.stdin, job)?;
-        self.stdin.write_all(b"\n")?;
-        self.stdin.flush()?;
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
+    fn exchange<T: DeserializeOwned>(&mut self, line: &str, cancel: &Cancel) -> io::Result<T> {
+        {
+            let mut stdin = self.stdin.lock().unwrap_or_else(PoisonError::into_inner);
+            stdin.write_all(line.as_bytes())?;
+            stdin.write_all(b"\n")?;
+            stdin.flush()?;
+        }
+        // Until the answer is read, a cancellation goes on to the worker.
+        let _hook = cancel.on_cancel({
+            let stdin = Arc::clone(&self.stdin);
+            move || {
+                let mut stdin = stdin.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = writeln!(stdin, "{CANCEL_LINE}").and_then(|()| stdin.flush());
+            }
+        });
+        let mut answer = String::new();
+        if self.stdout.read_line(&mut answer)? == 0 {
             let status = self.child.wait()?;
             return Err(io::Error::other(format!("it exited ({status})")));
         }
-        serde_json::from_str(&line).map_err(|e| io::Error::other(format!("unreadable answer {line:?}: {e}")))
+        serde_json::from_str(&answer).map_err(|e| {
+            let start: String = answer.chars().take(200).collect();
+            io::Error::other(format!("unreadable answer {start:?}: {e}"))
+        })
     }
 
     /// Closes its stdin (it exits) and waits for it.
@@ -251,30 +407,80 @@ impl Worker {
     }
 }
 
-/// The worker's side: reads jobs from stdin until it closes, verifies each
-/// in this process and writes one reply line per job.
+/// The worker's side: reads jobs from stdin until it closes, runs each in
+/// this process and writes one answer line per job. A `cancel` line cancels
+/// the job running then.
 pub fn serve_worker() -> io::Result<()> {
-    let stdin = io::stdin().lock();
+    let (jobs, received) = mpsc::channel::<(String, Cancel)>();
+    std::thread::Builder::new()
+        .name("worker-stdin".into())
+        .spawn(move || {
+            let mut current = Cancel::new();
+            for line in io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if line == CANCEL_LINE {
+                    current.cancel();
+                    continue;
+                }
+                current = Cancel::new();
+                if jobs.send((line, current.clone())).is_err() {
+                    break;
+                }
+            }
+        })?;
     let mut out = BufWriter::new(io::stdout().lock());
-    for line in stdin.lines() {
-        let line = line?;
-        let outcome = match serde_json::from_str::<OwnedJob>(&line) {
-            Ok(job) => verify_in_process(&Job {
-                response: &job.response,
-                tests: &job.tests,
-                time_limit_s: job.time_limit_s,
-                memory_limit_mb: job.memory_limit_mb,
-                all_cases: job.all_cases,
-                time_limit_native_s: job.time_limit_native_s,
-                rules: job.rules,
-            }),
-            Err(e) => CodeOutcome::invalid(format!("the sandbox worker got an unreadable job: {e}")),
-        };
-        serde_json::to_writer(&mut out, &outcome)?;
+    for (line, cancel) in received {
+        out.write_all(answer(&line, &cancel).as_bytes())?;
         out.write_all(b"\n")?;
         out.flush()?;
     }
     Ok(())
+}
+
+/// The answer line to one job line; a panic becomes an answer saying so.
+fn answer(line: &str, cancel: &Cancel) -> String {
+    let envelope = match serde_json::from_str::<OwnedEnvelope>(line) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            return json(&CodeOutcome::invalid(format!(
+                "the sandbox worker got an unreadable job: {e}"
+            )))
+        }
+    };
+    let span = tracing::info_span!("request", id = envelope.request_id.as_deref().unwrap_or("-"));
+    let _entered = span.enter();
+    let guarded = |f: &dyn Fn() -> String, on_panic: &dyn Fn(String) -> String| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|panic| on_panic(panic_text(&*panic)))
+    };
+    let internal = |what: String| format!("internal error in the sandbox worker (please report it): {what}");
+    match envelope.job {
+        WorkerJob::Verify(job) => guarded(
+            &|| {
+                json(&verify_in_process(
+                    &Job {
+                        response: &job.response,
+                        tests: &job.tests,
+                        time_limit_s: job.time_limit_s,
+                        memory_limit_mb: job.memory_limit_mb,
+                        all_cases: job.all_cases,
+                        time_limit_native_s: job.time_limit_native_s,
+                        rules: job.rules,
+                    },
+                    cancel,
+                ))
+            },
+            &|what| json(&CodeOutcome::invalid(internal(what))),
+        ),
+        WorkerJob::RunCode(job) => guarded(&|| json(&run_code_in_process(&job, cancel)), &|what| {
+            json(&sandbox_error(internal(what)))
+        }),
+    }
+}
+
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot encode the answer: {e}\"}}"))
 }
 
 #[cfg(test)]
@@ -304,25 +510,40 @@ mod tests {
         }
     }
 
+    fn call(workers: &Workers, job: &Job<'_>) -> CodeOutcome {
+        workers
+            .call(&JobRef::Verify(job), &JobContext::default())
+            .unwrap_or_else(CodeOutcome::invalid)
+    }
+
     #[test]
     fn a_worker_that_cannot_start_or_dies_gives_invalid_with_the_reason() {
         if crate::sandbox::test_sandbox().is_none() {
             return;
         }
         let tests = job_tests();
-        let missing = Workers::new(PathBuf::from("/nonexistent/reward-server"), 1);
-        let out = missing.verify(&job(&tests));
+        let missing = Workers::new(PathBuf::from("/nonexistent/reward-server"), Vec::new(), 1);
+        let out = call(&missing, &job(&tests));
         assert_eq!(out.verdict, Verdict::Invalid);
         assert!(out.error.unwrap().contains("cannot start a sandbox worker"));
         assert_eq!(missing.lock().running, 0, "a failed start frees its place");
 
-        // `true` exits at once without answering, like a crashed worker.
-        let dies = Workers::new(PathBuf::from("true"), 1);
+        // `true` exits at once without answering, like a crashed worker: the
+        // job is tried on a second worker, then given up.
+        let dies = Workers::new(PathBuf::from("true"), Vec::new(), 1);
         for _ in 0..2 {
-            let out = dies.verify(&job(&tests));
+            let out = call(&dies, &job(&tests));
             assert_eq!(out.verdict, Verdict::Invalid);
-            assert!(out.error.unwrap().contains("worker process failed"));
+            let error = out.error.unwrap();
+            assert!(error.contains("worker process failed twice"), "{error}");
         }
         assert_eq!(dies.lock().running, 0);
+    }
+
+    #[test]
+    fn an_unreadable_job_gets_an_invalid_answer() {
+        let bad = answer("{not json", &Cancel::new());
+        let outcome: CodeOutcome = serde_json::from_str(&bad).unwrap();
+        assert!(outcome.error.unwrap().contains("unreadable job"));
     }
 }

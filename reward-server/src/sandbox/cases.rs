@@ -14,6 +14,12 @@
 //! every case has the limits it would have in a process of its own, without
 //! paying for the interpreter's start-up again.
 //!
+//! After each case the caller's [`KeepGoing`] sees the case's run, decides
+//! whether to go on, and may drop its output (a verifier keeps only what its
+//! error message needs), so an item's memory does not grow with its cases.
+//! A [`Cancel`] stops the run before the next case, or mid-case within an
+//! epoch tick.
+//!
 //! When a case ends the instance (a limit, a trap, `os._exit`), the next case
 //! starts in a fresh instance. A case that hits the memory limit in an
 //! instance that ran other cases first is run again in a fresh one, so heap
@@ -26,8 +32,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cancel::Cancel;
 use super::limits::{Limits, Outcome};
-use super::run::{epoch_ticks, Deadline, Launch};
+use super::run::{Deadline, Launch};
 use super::streams::{Output, StdinPipe};
 use super::{Sandbox, SandboxError};
 
@@ -144,8 +151,9 @@ pub struct CaseRun {
     pub fuel_used: u64,
 }
 
-/// Decides, after each case, whether to run the next one.
-pub type KeepGoing = Arc<dyn Fn(usize, &CaseRun) -> bool + Send + Sync>;
+/// Decides, after each case, whether to run the next one. It may take the
+/// run's output (what it leaves is what [`CasesRun::cases`] keeps).
+pub type KeepGoing = Arc<dyn Fn(usize, &mut CaseRun) -> bool + Send + Sync>;
 
 /// The program did not compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +178,9 @@ pub struct CasesRun {
     pub instances: u32,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// The run was cancelled: cases after the cancellation did not run, and
+    /// the one running then may have ended early.
+    pub cancelled: bool,
 }
 
 impl Sandbox {
@@ -187,6 +198,18 @@ impl Sandbox {
         limits: &Limits,
         keep_going: KeepGoing,
     ) -> Result<CasesRun, SandboxError> {
+        self.run_cases_until(program, cases, limits, keep_going, &Cancel::new())
+    }
+
+    /// [`Sandbox::run_cases`], stopped early when `cancel` is cancelled.
+    pub fn run_cases_until(
+        &self,
+        program: Program,
+        cases: Vec<CaseInput>,
+        limits: &Limits,
+        keep_going: KeepGoing,
+        cancel: &Cancel,
+    ) -> Result<CasesRun, SandboxError> {
         let started = Instant::now();
         let total = cases.len();
         let output = Output::new(limits.output_bytes);
@@ -202,6 +225,7 @@ impl Sandbox {
             output: output.clone(),
             stdin: stdin.clone(),
             deadline: deadline.clone(),
+            cancel: cancel.clone(),
             harness_code: Arc::clone(&self.inner.harness_code),
             started: false,
             compiled_harness: false,
@@ -214,7 +238,7 @@ impl Sandbox {
             restart: false,
         };
         let mut instances = 0;
-        while !session.stopped && session.next < total {
+        while !session.stopped && session.next < total && !cancel.is_cancelled() {
             output.reset();
             stdin.refill(Bytes::new());
             deadline.reset(limits.wall);
@@ -224,6 +248,7 @@ impl Sandbox {
                 output: output.clone(),
                 limits,
                 deadline: deadline.clone(),
+                cancel: cancel.clone(),
                 session: Some(session),
             })?;
             session = finished
@@ -238,6 +263,7 @@ impl Sandbox {
             cases: session.results,
             instances,
             elapsed: started.elapsed(),
+            cancelled: cancel.is_cancelled(),
         })
     }
 }
@@ -257,6 +283,7 @@ pub(crate) struct Session {
     output: Output,
     stdin: StdinPipe,
     deadline: Deadline,
+    cancel: Cancel,
     /// The sandbox's compiled harness, once a bootstrap has handed it over.
     harness_code: Arc<OnceLock<Vec<u8>>>,
     /// This instance's harness has asked for the program: from now on the
@@ -400,7 +427,7 @@ impl Session {
                 if self.current.is_some() {
                     return Err("next during a case".into());
                 }
-                if self.stopped || self.next >= self.job.cases.len() {
+                if self.stopped || self.next >= self.job.cases.len() || self.cancel.is_cancelled() {
                     return Ok(reply(json!({"done": true})));
                 }
                 let k = self.next;
@@ -415,7 +442,10 @@ impl Session {
                 let mut answer = reply(json!({"case": k, "args": case.args}));
                 answer.arm = Some(Arm {
                     fuel: limits.fuel,
-                    epoch_ticks: epoch_ticks(limits.wall),
+                    // The wall backstop is the `Deadline` just reset; the
+                    // epoch callback checks it, and the cancel flag, at
+                    // every tick.
+                    epoch_ticks: 1,
                 });
                 Ok(answer)
             }
@@ -434,13 +464,13 @@ impl Session {
     /// Stores case `k`'s run and asks whether to go on.
     fn record(&mut self, k: usize, end: CaseEnd, fuel_used: u64) {
         let (stdout, stderr) = self.output.take();
-        let run = CaseRun {
+        let mut run = CaseRun {
             end,
             stdout,
             stderr,
             fuel_used,
         };
-        if !(self.job.keep_going)(k, &run) {
+        if !(self.job.keep_going)(k, &mut run) {
             self.stopped = true;
         }
         self.results[k] = Some(run);
@@ -761,9 +791,62 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_run_stops_mid_case_and_runs_no_more_cases() {
+        let Some(sandbox) = test_sandbox() else {
+            return;
+        };
+        for program in ["while True: pass", "import time\ntime.sleep(100)"] {
+            let cancel = Cancel::new();
+            let canceller = {
+                let cancel = cancel.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    cancel.cancel();
+                })
+            };
+            let limits = Limits {
+                fuel: fuel_for(Duration::from_secs(60)),
+                wall: Duration::from_secs(120),
+                ..small()
+            };
+            let started = Instant::now();
+            let run = sandbox
+                .run_cases_until(stdio(program), inputs(&["", "", ""]), &limits, always(), &cancel)
+                .expect("the run could be set up");
+            canceller.join().unwrap();
+            assert!(run.cancelled, "{program}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{program}: {:?}",
+                started.elapsed()
+            );
+            assert!(
+                run.cases[1].is_none() && run.cases[2].is_none(),
+                "{program}: {run:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keep_going_may_drop_a_cases_output() {
+        let keep: KeepGoing = Arc::new(|_, run: &mut CaseRun| {
+            run.stdout = Vec::new();
+            true
+        });
+        let Some(run) = run_job(stdio("print('x' * 1000)\n"), inputs(&["", ""]), &small(), keep) else {
+            return;
+        };
+        assert!(run
+            .cases
+            .iter()
+            .flatten()
+            .all(|c| c.stdout.is_empty() && c.end == CaseEnd::Finished));
+    }
+
+    #[test]
     fn keep_going_stops_the_run() {
         let program = stdio("print(input())\n");
-        let keep: KeepGoing = Arc::new(|_, run: &CaseRun| run.stdout != b"stop\n");
+        let keep: KeepGoing = Arc::new(|_, run: &mut CaseRun| run.stdout != b"stop\n");
         let Some(run) = run_job(program, inputs(&["a", "stop", "c"]), &small(), keep) else {
             return;
         };

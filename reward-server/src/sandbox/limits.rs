@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
@@ -49,8 +50,8 @@ pub const WALL_FACTOR: u32 = 6;
 /// touch of the snapshot's memory image) on a busy machine.
 pub const WALL_SLACK: Duration = Duration::from_secs(2);
 
-/// The resource limits of one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The resource limits of one run (also sent to sandbox worker processes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// CPU budget in fuel units; running out gives [`Outcome::TimeLimit`].
     pub fuel: u64,

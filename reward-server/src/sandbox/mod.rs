@@ -16,6 +16,7 @@
 //! ([`Sandbox::run_cases`]), talking to the guest-side harness through the
 //! door (`door`); `streams` holds the in-memory stdin, stdout and stderr.
 
+mod cancel;
 pub mod cases;
 mod clock;
 mod door;
@@ -23,6 +24,7 @@ pub mod limits;
 mod run;
 mod streams;
 
+pub use cancel::{Cancel, CancelOnDrop, HookGuard};
 pub use cases::{CaseEnd, CaseInput, CaseRun, CasesRun, CompileError, KeepGoing, Mode, Program};
 pub use limits::{Limits, Outcome};
 pub use run::RunResult;
@@ -87,7 +89,8 @@ const MEMORY_KEEP_RESIDENT: usize = 64 << 20;
 const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 
 /// How often the ticker thread advances the engine's epoch. The wall-clock
-/// backstop is counted in these ticks, so it is accurate to about one tick.
+/// backstop and cancellation are checked at each tick, so they act within
+/// about one tick.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Why the sandbox could not be set up.
@@ -319,16 +322,20 @@ fn load_module(engine: &Engine, wasm: &Path, cache: &Path) -> Result<Module, San
         .serialize()
         .map_err(|e| SandboxError::wasmtime("serialising the compiled module", e))?;
     // Write to a temporary name and rename, so a concurrent loader never
-    // reads a half-written cache.
+    // reads a half-written cache. A guest directory that cannot be written
+    // (a container's read-only file system) only costs the next start
+    // another compile.
     let tmp = cache.with_extension(format!("cwasm.tmp{}", std::process::id()));
-    let io_error = |source| SandboxError::Io {
-        action: "writing the compiled module",
-        path: cache.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, &serialized).map_err(io_error)?;
-    std::fs::rename(&tmp, cache).map_err(io_error)?;
-    remove_stale_caches(cache);
+    match std::fs::write(&tmp, &serialized).and_then(|()| std::fs::rename(&tmp, cache)) {
+        Ok(()) => remove_stale_caches(cache),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(
+                "cannot cache the compiled module in {} ({e}): the next start compiles it again",
+                cache.display()
+            );
+        }
+    }
     Ok(module)
 }
 

@@ -13,23 +13,27 @@
 //! The call is async (wasmtime fibers on a current-thread tokio runtime) for
 //! one reason: a guest blocked in a host call (`time.sleep` waits in
 //! `poll_oneoff`) never reaches an epoch check, but a timeout around the call
-//! drops it at the wall-clock backstop.
+//! drops it at the wall-clock backstop, or when the run is cancelled.
+//!
+//! At every epoch tick a callback checks the wall-clock [`Deadline`] and the
+//! run's [`Cancel`] flag, and traps the guest when either says stop.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use wasmtime::{Caller, Engine, InstancePre, Linker, Module, ResourceLimiter, Store};
+use wasmtime::{Caller, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use super::cancel::Cancel;
 use super::cases::Session;
 use super::clock::{self, FuelClock};
 use super::door;
 use super::limits::{classify, Ending, Limits, Outcome};
 use super::streams::{Channel, Output, StdinPipe};
-use super::{Sandbox, SandboxError, EPOCH_TICK, STDLIB_GUEST_PATH};
+use super::{Sandbox, SandboxError, STDLIB_GUEST_PATH};
 
 /// argv[0] the snapshot was made with; its runner passes the same.
 const ARGV0: &str = "/usr/local/bin/python.wasm";
@@ -168,8 +172,14 @@ pub(crate) struct Launch<'a> {
     pub(crate) output: Output,
     pub(crate) limits: &'a Limits,
     pub(crate) deadline: Deadline,
+    /// Stops the instance (as a time limit) within a tick when cancelled.
+    pub(crate) cancel: Cancel,
     pub(crate) session: Option<Session>,
 }
+
+/// How often the wait for a guest blocked in a host call looks at the
+/// cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// How one instance ended.
 pub(crate) struct Finished {
@@ -195,6 +205,7 @@ impl Sandbox {
             output: output.clone(),
             limits,
             deadline: Deadline::after(limits.wall),
+            cancel: Cancel::new(),
             session: None,
         })?;
         let (stdout, stderr) = output.take();
@@ -216,6 +227,7 @@ impl Sandbox {
             output,
             limits,
             deadline,
+            cancel,
             session,
         } = launch;
         // The source travels as a C string in argv, where a NUL would
@@ -256,8 +268,19 @@ impl Sandbox {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| SandboxError::wasmtime("setting fuel", e))?;
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(epoch_ticks(limits.wall));
+        // Checked at every tick: the door moves the deadline when a case
+        // starts, and a cancelled run stops here whatever the guest does.
+        store.epoch_deadline_callback({
+            let (deadline, cancel) = (deadline.clone(), cancel.clone());
+            move |_| {
+                if cancel.is_cancelled() || Instant::now() >= deadline.get() {
+                    Err(Trap::Interrupt.into())
+                } else {
+                    Ok(UpdateDeadline::Continue(1))
+                }
+            }
+        });
+        store.set_epoch_deadline(1);
 
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -275,11 +298,13 @@ impl Sandbox {
             };
             let mut call = std::pin::pin!(call);
             loop {
-                let at = deadline.get();
-                match tokio::time::timeout_at(at.into(), call.as_mut()).await {
+                let wake = deadline.get().min(Instant::now() + CANCEL_POLL);
+                match tokio::time::timeout_at(wake.into(), call.as_mut()).await {
                     Ok(result) => break Some(result),
-                    // The door moved the deadline (a new test case began).
-                    Err(_) if deadline.get() > at => continue,
+                    Err(_) if cancel.is_cancelled() => break None,
+                    // Not there yet, or the door moved the deadline (a new
+                    // test case began).
+                    Err(_) if Instant::now() < deadline.get() => continue,
                     // The guest sat in a host call past the backstop.
                     Err(_) => break None,
                 }
@@ -300,13 +325,6 @@ impl Sandbox {
             session,
         })
     }
-}
-
-/// The epoch deadline for a wall-clock budget: whole ticks, rounded up.
-pub(crate) fn epoch_ticks(wall: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos();
-    let ticks = wall.as_nanos().div_ceil(tick);
-    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
 #[cfg(test)]
