@@ -14,8 +14,47 @@ use reward_server::serve::{run_serve, ServeArgs};
 #[derive(Parser)]
 #[command(name = "reward-server", version, about, long_about = None)]
 struct Cli {
+    /// Log lines on stderr as text, or as one JSON object per line (for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of log lines.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn as_arg(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings, and the
+/// server's own info lines).
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,reward_server=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -58,12 +97,14 @@ enum Command {
     /// skipped), 1 when a file could not be read or written, 2 on a usage error or an
     /// unreadable file.
     Convert(ConvertArgs),
-    /// Serve rewards over HTTP: POST /v1/reward, GET /healthz, /metrics, /openapi.json.
+    /// Serve rewards over HTTP: POST /v1/reward, /run_code; GET /healthz, /readyz, /metrics, /openapi.json.
     ///
     /// POST /v1/reward takes {"items": [ITEM, ...]} (the items of `grade`) and answers
     /// {"results": [RESULT, ...]} in the same order. Prints
-    /// "reward-server: listening on http://ADDR" on stderr when ready; SIGTERM or SIGINT
-    /// finishes in-flight requests and exits 0.
+    /// "reward-server: listening on http://ADDR" on stderr once listening; /readyz
+    /// answers 200 once the sandbox is loaded. SIGTERM or SIGINT stops accepting,
+    /// finishes in-flight requests (up to --shutdown-timeout-s) and exits 0. Every
+    /// limit below is explicit; the README's serve section explains each.
     Serve(ServeArgs),
     /// Internal: verify code items sent by `grade` on stdin, one JSON job per line.
     #[command(name = "sandbox-worker", hide = true)]
@@ -71,15 +112,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,reward_server=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     match &cli.command {
         Command::Grade(args) => match run_grade(args) {
             Ok(_) => ExitCode::SUCCESS,
@@ -97,10 +131,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve(args) => match run_serve(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e, 1),
-        },
+        Command::Serve(args) => {
+            match run_serve(args, vec!["--log-format".into(), cli.log_format.as_arg().into()]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e, 1),
+            }
+        }
         Command::Run(args) => match run_program(args) {
             Ok(report) if report.ok() => ExitCode::SUCCESS,
             Ok(_) => ExitCode::FAILURE,

@@ -55,9 +55,19 @@ pub(crate) struct Gauges {
     pub(crate) queue_depth: usize,
     /// The admission limit (`--queue`).
     pub(crate) queue_limit: usize,
-    /// Sandbox worker processes busy with a code item, plus guests running
-    /// in this process (`/run_code`).
+    /// Sandbox worker processes busy with a job, plus guests running in
+    /// this process (`--in-process`).
     pub(crate) sandbox_busy: usize,
+    /// How long new work would wait, estimated (admission's).
+    pub(crate) queue_wait_seconds: f64,
+    /// Bytes of the memory budget held by requests in progress.
+    pub(crate) memory_reserved_bytes: u64,
+    /// The memory budget (`--queue` x `--max-body-mb`).
+    pub(crate) memory_budget_bytes: u64,
+    /// Connections open now.
+    pub(crate) connections_open: usize,
+    /// Connections closed at once since the start (over `--max-connections`).
+    pub(crate) connections_refused: usize,
 }
 
 impl Metrics {
@@ -130,25 +140,58 @@ impl Metrics {
             "task",
             &inner.item_seconds,
         );
-        for (name, help, value) in [
+        for (name, kind, help, value) in [
             (
                 "reward_queue_depth",
+                "gauge",
                 "Requests admitted and not yet answered.",
-                gauges.queue_depth,
+                gauges.queue_depth as f64,
             ),
             (
                 "reward_queue_limit",
+                "gauge",
                 "Requests admitted at most (--queue); beyond it, 503.",
-                gauges.queue_limit,
+                gauges.queue_limit as f64,
             ),
             (
                 "reward_sandbox_busy",
-                "Sandboxes busy: worker processes running a code item, plus guests running in the server (/run_code).",
-                gauges.sandbox_busy,
+                "gauge",
+                "Sandboxes busy: worker processes running a job, plus guests running in the server (--in-process).",
+                gauges.sandbox_busy as f64,
+            ),
+            (
+                "reward_queue_wait_seconds",
+                "gauge",
+                "Estimated wait of new work for the work queued before it; over --max-queue-wait-s, 503.",
+                gauges.queue_wait_seconds,
+            ),
+            (
+                "reward_memory_reserved_bytes",
+                "gauge",
+                "Memory held by requests in progress (bodies and what they parse into).",
+                gauges.memory_reserved_bytes as f64,
+            ),
+            (
+                "reward_memory_budget_bytes",
+                "gauge",
+                "The memory budget of requests in progress (--queue x --max-body-mb).",
+                gauges.memory_budget_bytes as f64,
+            ),
+            (
+                "reward_connections_open",
+                "gauge",
+                "HTTP connections open.",
+                gauges.connections_open as f64,
+            ),
+            (
+                "reward_connections_refused_total",
+                "counter",
+                "Connections closed at once because --max-connections were open.",
+                gauges.connections_refused as f64,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         }
         out
@@ -188,6 +231,11 @@ mod tests {
             queue_depth: 2,
             queue_limit: 64,
             sandbox_busy: 1,
+            queue_wait_seconds: 1.5,
+            memory_reserved_bytes: 1024,
+            memory_budget_bytes: 4096,
+            connections_open: 3,
+            connections_refused: 0,
         });
         assert!(
             text.contains("reward_requests_total{path=\"/v1/reward\",status=\"200\"} 2"),
@@ -201,5 +249,7 @@ mod tests {
         assert!(text.contains("reward_item_duration_seconds_bucket{task=\"code\",le=\"1\"} 0"));
         assert!(text.contains("reward_queue_depth 2"));
         assert!(text.contains("reward_sandbox_busy 1"));
+        assert!(text.contains("reward_queue_wait_seconds 1.5"));
+        assert!(text.contains("reward_memory_reserved_bytes 1024"));
     }
 }

@@ -2,26 +2,45 @@
 //! `POST /v1/reward` ([`reward`]), SandboxFusion's `POST /run_code`
 //! ([`run_code`], [`sandbox_fusion`]), OpenRLHF's and slime's remote reward
 //! models (`POST /v1/openrlhf`, `/v1/slime`: [`openrlhf`], [`slime`],
-//! labels mapped by [`labels`]), `/healthz`, `/metrics` ([`metrics`]) and
-//! `/openapi.json` ([`openapi`]).
+//! labels mapped by [`labels`]), `/healthz` and `/readyz` ([`ready`]),
+//! `/metrics` ([`metrics`]) and `/openapi.json` ([`openapi`]).
 //!
 //! Requests are answered on tokio's threads; grading runs on a rayon pool of
-//! `--workers` threads (and code items in one sandbox worker process per
-//! thread, see [`crate::code::workers`]), so `/healthz` and `/metrics`
-//! answer at once however busy the graders are.
+//! `--workers` threads, and sandbox runs in one worker process per thread
+//! ([`crate::code::workers`]), so the service routes answer at once however
+//! busy the graders are, and a crash in a run ends only its worker.
 //!
-//! Overload: at most `--queue` grading requests are admitted at once (being
-//! read, parsed or graded); one more gets 503 with `Retry-After`. A request
-//! holds its place until its work is done, so memory is bounded by `--queue`
-//! times `--max-body-mb` and never grows with the offered load. A request
-//! whose client disconnects, or whose deadline (`--deadline-s`) passes,
-//! skips its items not yet started. SIGTERM or SIGINT stops accepting
-//! connections, lets in-flight requests finish, and exits 0.
+//! Every limit is explicit (README, "`reward-server serve`"):
+//!
+//! - connections ([`listener`]): header read timeout, header size, open
+//!   connections;
+//! - admission ([`admission`]), for the routes that do work: queued work in
+//!   estimated seconds, memory in bytes (body and what it parses into, within
+//!   `--queue` × `--max-body-mb`), body read timeout, requests at once;
+//! - requests ([`caps`]): items per request, cases per item, and the time
+//!   and memory limits an item may ask for;
+//! - time: `--deadline-s` per request (504), after which, as when the client
+//!   disconnects, its work is cancelled mid-item;
+//! - shutdown: SIGTERM or SIGINT stops accepting and marks the server not
+//!   ready, lets admitted requests finish for up to `--shutdown-timeout-s`,
+//!   then cancels what is left (503) and exits 0.
+//!
+//! Every request gets an id ([`observe`]) that is in every log line written
+//! for it (`--log-format json` for one JSON object per line), and, with
+//! `--auth-token-file`, needs a bearer token ([`auth`]) except on `/healthz`
+//! and `/readyz`.
 
+pub mod admission;
+pub mod auth;
+pub mod caps;
+pub mod cost;
 pub mod labels;
+pub mod listener;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod openrlhf;
+pub mod ready;
 mod relay;
 pub mod reward;
 pub mod run_code;
@@ -29,22 +48,27 @@ pub mod sandbox_fusion;
 pub mod slime;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::cli::CliError;
 use crate::code::workers;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Cancel, Sandbox};
+use admission::{Admission, MemoryBudget, WorkQueue};
+use caps::Caps;
+use listener::{ConnectionLimits, Connections, Stopped};
 use metrics::{Gauges, Metrics};
+use ready::Readiness;
 use reward::ErrorBody;
 
 /// Options of `reward-server serve`.
@@ -53,19 +77,49 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Grading threads, and sandbox worker processes for code items [default: one per core].
+    /// Grading threads, and sandbox worker processes for code [default: one per core].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Largest request body accepted, in MiB; a larger one gets 413.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub max_body_mb: usize,
-    /// Grading requests admitted at once (read, parsed or graded); one more gets 503 with Retry-After.
+    /// Requests graded at once; with --max-body-mb it sets the memory budget of requests in progress (--queue x --max-body-mb).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub queue: usize,
-    /// A request not answered within this many seconds gets 504 and its remaining items are skipped.
+    /// A request not answered within this many seconds gets 504 and its work is cancelled.
     #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
     pub deadline_s: f64,
-    /// Run code items on the grading threads instead of in sandbox worker processes.
+    /// New requests get 503 with Retry-After while the queued work is estimated to take longer than this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub max_queue_wait_s: f64,
+    /// Request headers must arrive within this many seconds (also the idle keep-alive timeout).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub header_timeout_s: f64,
+    /// A request body must arrive whole within this many seconds, else 408.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub body_timeout_s: f64,
+    /// Open connections at most; one more is closed at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Items in one request at most; more gets 413.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_items: usize,
+    /// Test cases in one code item at most; more gets 413.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_cases: usize,
+    /// Largest `memory_limit_mb` an item may ask for (at most 4096); more gets 400.
+    #[arg(long, value_name = "MIB", default_value_t = crate::code::MAX_MEMORY_LIMIT_MB)]
+    pub max_memory_limit_mb: u64,
+    /// Largest `time_limit_s` an item may ask for (at most 60); more gets 400.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::code::MAX_TIME_LIMIT_S)]
+    pub max_time_limit_s: f64,
+    /// After SIGTERM, in-flight requests get this long to finish before they are cancelled [default: --deadline-s].
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_timeout_s: Option<f64>,
+    /// Require `Authorization: Bearer TOKEN` (one accepted token per line of this file) on every route but /healthz and /readyz.
+    #[arg(long, value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Run code on the grading threads instead of in sandbox worker processes.
     #[arg(long)]
     pub in_process: bool,
     /// TOML file saying how the labels of POST /v1/openrlhf and /v1/slime become items (task, answer/tests keys, compare, reward, limits) [default: math for text labels, code for labels holding tests].
@@ -76,94 +130,80 @@ pub struct ServeArgs {
 /// What every handler shares.
 pub(crate) struct AppState {
     pool: rayon::ThreadPool,
-    admitted: Arc<Semaphore>,
-    queue: usize,
-    max_body: usize,
+    pub(crate) admission: Admission,
+    pub(crate) caps: Caps,
+    pub(crate) ready: Readiness,
+    pub(crate) tokens: Option<auth::Tokens>,
     deadline: Duration,
     metrics: Metrics,
-    next_request: AtomicU64,
+    connections: Arc<Connections>,
+    /// Cancelled when the shutdown timeout passes: every request's work
+    /// stops.
+    shutdown: Cancel,
     /// How trainer labels become items.
     labels: labels::LabelConfig,
 }
-
-impl AppState {
-    /// A place in the queue, or `None` when it is full.
-    fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.admitted).try_acquire_owned().ok()
-    }
-}
-
-/// Set by handlers on their response: how many items the request carried,
-/// for the request log line.
-#[derive(Clone, Copy)]
-pub(crate) struct ItemCount(pub(crate) usize);
 
 /// An error answer: `status` with `{"error": message}`.
 pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ErrorBody { error: message })).into_response()
 }
 
-/// How long an overloaded client is asked to wait, in seconds.
-const RETRY_AFTER_S: u64 = 1;
-
-/// 503 with `Retry-After`.
-pub(crate) fn overloaded() -> Response {
-    let mut response = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded: the request queue (--queue) is full; retry later".into(),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
-    response
-}
-
-/// 503 with `Retry-After`, after reading and dropping the request body (up
-/// to `limit` bytes, never held in memory): a client still sending a large
-/// body would otherwise see a broken connection instead of the 503.
-pub(crate) async fn refuse_overloaded(body: axum::body::Body, limit: usize) -> Response {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut read = 0usize;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(data) = frame.data_ref() {
-            read += data.len();
-            if read > limit {
-                break;
-            }
-        }
-    }
-    overloaded()
-}
-
-/// The service's routes over `state`.
+/// The service's routes over `state`, with their layers.
+///
+/// Routes that do work (grade, run code) go in the first group, behind
+/// admission; the service routes after it are never refused for load. The
+/// request id, auth and panic layers wrap every route.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let work = Router::new()
         .route("/v1/reward", post(reward::reward))
         .route("/run_code", post(run_code::run_code))
         .route("/v1/openrlhf", post(openrlhf::openrlhf))
         .route("/v1/slime", post(slime::slime))
-        .route("/healthz", get(healthz))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            admission::admit,
+        ));
+    let service = Router::new()
+        .route("/healthz", get(ready::healthz))
+        .route("/readyz", get(ready::readyz))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi::serve))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .route("/openapi.json", get(openapi::serve));
+    work.merge(service)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            observe::observe,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (please report it)".into(),
+            )
+        }))
         .with_state(state)
-}
-
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "The server is up", body = Object, example = json!({"status": "ok"}))))]
-pub(crate) async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let admission = &state.admission;
     let gauges = Gauges {
-        queue_depth: state.queue - state.admitted.available_permits(),
-        queue_limit: state.queue,
+        queue_depth: admission.queue - admission.requests.available_permits(),
+        queue_limit: admission.queue,
         sandbox_busy: workers::busy_workers()
             + Sandbox::shared_if_loaded().map_or(0, Sandbox::busy_instances),
+        queue_wait_seconds: admission.work.estimated_wait().as_secs_f64(),
+        memory_reserved_bytes: admission.memory.used(),
+        memory_budget_bytes: admission.memory.total(),
+        connections_open: state.connections.open.load(std::sync::atomic::Ordering::Relaxed),
+        connections_refused: state
+            .connections
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -172,53 +212,60 @@ pub(crate) async fn metrics_text(State(state): State<Arc<AppState>>) -> Response
         .into_response()
 }
 
-/// Times and counts every request, and logs one line for it.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = state.next_request.fetch_add(1, Ordering::Relaxed);
-    let method = request.method().clone();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<unmatched>", MatchedPath::as_str)
-        .to_string();
-    let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    state.metrics.request(&path, status, elapsed);
-    let items = response.extensions().get::<ItemCount>().map(|c| c.0);
-    tracing::info!(
-        id,
-        %method,
-        path,
-        status,
-        items,
-        ms = format_args!("{:.2}", elapsed.as_secs_f64() * 1e3),
-        "request"
-    );
-    response
+/// `seconds` as a duration, if it is in `(0, max]`.
+fn seconds(flag: &str, seconds: f64, max: f64) -> Result<Duration, CliError> {
+    if seconds > 0.0 && seconds <= max {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(CliError::Usage(format!(
+            "{flag} must be in (0, {max}], got {seconds}"
+        )))
+    }
 }
 
-/// Runs the service until SIGTERM or SIGINT.
-pub fn run_serve(args: &ServeArgs) -> Result<(), CliError> {
+/// The checked options: the shared state (without the sandbox loaded), the
+/// connection limits and the shutdown timeout.
+fn state_for(args: &ServeArgs) -> Result<(AppState, ConnectionLimits, Duration), CliError> {
+    let at_least_one = |flag: &str, n: usize| {
+        if n == 0 {
+            Err(CliError::Usage(format!("{flag} must be at least 1")))
+        } else {
+            Ok(n)
+        }
+    };
     if args.workers == Some(0) {
         return Err(CliError::Usage("--workers must be at least 1".into()));
     }
-    if args.queue == 0 {
-        return Err(CliError::Usage("--queue must be at least 1".into()));
-    }
+    let queue = at_least_one("--queue", args.queue)?;
     if !(1..=4096).contains(&args.max_body_mb) {
         return Err(CliError::Usage(format!(
             "--max-body-mb must be in [1, 4096], got {}",
             args.max_body_mb
         )));
     }
-    if !(args.deadline_s > 0.0 && args.deadline_s <= 86_400.0) {
-        return Err(CliError::Usage(format!(
-            "--deadline-s must be in (0, 86400], got {}",
-            args.deadline_s
-        )));
-    }
+    let deadline = seconds("--deadline-s", args.deadline_s, 86_400.0)?;
+    let shutdown_timeout = seconds(
+        "--shutdown-timeout-s",
+        args.shutdown_timeout_s.unwrap_or(args.deadline_s),
+        86_400.0,
+    )?;
+    let limits = ConnectionLimits {
+        header_timeout: seconds("--header-timeout-s", args.header_timeout_s, 3600.0)?,
+        max_connections: at_least_one("--max-connections", args.max_connections)?,
+    };
+    let caps = Caps::new(
+        at_least_one("--max-items", args.max_items)?,
+        at_least_one("--max-cases", args.max_cases)?,
+        args.max_memory_limit_mb,
+        args.max_time_limit_s,
+    )
+    .map_err(CliError::Usage)?;
+    let tokens = args
+        .auth_token_file
+        .as_deref()
+        .map(auth::Tokens::read)
+        .transpose()
+        .map_err(CliError::Usage)?;
     let labels = match &args.label_config {
         Some(path) => labels::LabelConfig::load(path).map_err(CliError::Usage)?,
         None => labels::LabelConfig::default(),
@@ -228,25 +275,47 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), CliError> {
         .thread_name(|k| format!("grader-{k}"))
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start grading threads: {e}")))?;
-    let threads = pool.current_num_threads();
+    let graders = pool.current_num_threads();
+    let state = AppState {
+        pool,
+        admission: Admission {
+            requests: Arc::new(Semaphore::new(queue)),
+            queue,
+            memory: Arc::new(MemoryBudget::new(
+                (queue as u64) * ((args.max_body_mb as u64) << 20),
+            )),
+            work: Arc::new(WorkQueue::new(graders)),
+            max_body: args.max_body_mb << 20,
+            body_timeout: seconds("--body-timeout-s", args.body_timeout_s, 3600.0)?,
+            max_queue_wait: seconds("--max-queue-wait-s", args.max_queue_wait_s, 86_400.0)?,
+        },
+        caps,
+        ready: Readiness::default(),
+        tokens,
+        deadline,
+        metrics: Metrics::default(),
+        connections: Arc::default(),
+        shutdown: Cancel::new(),
+        labels,
+    };
+    Ok((state, limits, shutdown_timeout))
+}
+
+/// Runs the service until SIGTERM or SIGINT. `global_args` are the options
+/// given before the subcommand (`--log-format`), passed on to the sandbox
+/// worker processes.
+pub fn run_serve(args: &ServeArgs, global_args: Vec<String>) -> Result<(), CliError> {
+    let (state, limits, shutdown_timeout) = state_for(args)?;
+    let state = Arc::new(state);
+    let threads = state.pool.current_num_threads();
     if !args.in_process {
         match std::env::current_exe() {
-            Ok(exe) => workers::use_worker_processes(exe, threads),
+            Ok(exe) => workers::use_worker_processes(exe, global_args, threads),
             Err(e) => {
-                tracing::warn!("code items run in this process: cannot find this program's binary: {e}")
+                tracing::warn!("code runs in this process: cannot find this program's binary: {e}")
             }
         }
     }
-    let state = Arc::new(AppState {
-        pool,
-        admitted: Arc::new(Semaphore::new(args.queue)),
-        queue: args.queue,
-        max_body: args.max_body_mb << 20,
-        deadline: Duration::from_secs_f64(args.deadline_s),
-        metrics: Metrics::default(),
-        next_request: AtomicU64::new(0),
-        labels,
-    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
@@ -256,7 +325,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), CliError> {
             path: "the async runtime".into(),
             source,
         })?;
-    let served = runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|source| CliError::Io {
@@ -269,21 +338,57 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), CliError> {
             path: args.listen.clone(),
             source,
         })?;
+        // Ready once the guest is loaded (compiled on a first start) and
+        // the workers run; the service routes answer meanwhile.
+        let loading = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || match workers::start_worker_processes() {
+            Ok(()) => {
+                tracing::info!("sandbox loaded: ready");
+                loading.ready.sandbox_loaded();
+            }
+            Err(why) => {
+                tracing::error!("not ready: {why}");
+                loading.ready.sandbox_failed(why);
+            }
+        });
         eprintln!("reward-server: listening on http://{addr}");
-        tracing::info!(%addr, threads, queue = args.queue, "serving");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|source| CliError::Io {
-                what: "serving on",
-                path: addr.to_string(),
-                source,
-            })
-    });
-    // In-flight requests are answered; stop the sandbox workers.
+        tracing::info!(
+            %addr,
+            threads,
+            queue = args.queue,
+            memory_budget_mib = state.admission.memory.total() >> 20,
+            "serving"
+        );
+        let draining = Arc::clone(&state);
+        let cancelling = Arc::clone(&state);
+        Ok::<_, CliError>(
+            listener::serve(
+                listener,
+                router(Arc::clone(&state)),
+                limits,
+                Arc::clone(&state.connections),
+                shutdown_signal(),
+                shutdown_timeout,
+                move || draining.ready.start_draining(),
+                move || {
+                    tracing::warn!(
+                        "--shutdown-timeout-s ({} s) passed: cancelling the requests still in flight",
+                        shutdown_timeout.as_secs_f64()
+                    );
+                    cancelling.shutdown.cancel();
+                },
+            )
+            .await,
+        )
+    })?;
+    // Cancelled work has stopped by now or will at its next check; stop
+    // the sandbox workers.
     workers::stop_worker_processes();
-    tracing::info!("stopped");
-    served
+    match stopped {
+        Stopped::Drained => tracing::info!("stopped: every request was answered"),
+        Stopped::TimedOut => tracing::warn!("stopped: some requests were cancelled by --shutdown-timeout-s"),
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

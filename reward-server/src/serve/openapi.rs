@@ -22,7 +22,8 @@ use crate::api::{
         super::run_code::run_code,
         super::openrlhf::openrlhf,
         super::slime::slime,
-        super::healthz,
+        super::ready::healthz,
+        super::ready::readyz,
         super::metrics_text
     ),
     components(schemas(

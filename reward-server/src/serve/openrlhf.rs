@@ -21,8 +21,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::reward::read_body;
-use super::{error, relay, AppState, ItemCount};
+use super::observe::ItemCount;
+use super::{error, relay, AppState};
 use crate::api::Verdict;
 
 /// The request OpenRLHF sends.
@@ -85,9 +85,11 @@ pub fn response_of(query: &str, prompt: Option<&str>) -> String {
     )
 )]
 pub(crate) async fn openrlhf(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let body = match read_body(request.into_body(), state.max_body).await {
+    // Admission read the body whole.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
     };
     let req: OpenRlhfRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -119,7 +121,7 @@ pub(crate) async fn openrlhf(State(state): State<Arc<AppState>>, request: Reques
             state.labels.item(response, label)
         })
         .collect();
-    let results = match relay::grade(&state, items).await {
+    let results = match relay::grade(&state, parts.extensions, items).await {
         Ok(r) => r,
         Err(response) => return response,
     };

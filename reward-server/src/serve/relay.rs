@@ -1,13 +1,15 @@
 //! Grading for the trainer routes ([`super::openrlhf`], [`super::slime`]):
 //! their items go through the `POST /v1/reward` handler itself, so the
-//! same admission, deadline, cancellation and metrics apply to them.
+//! same admission, deadline, cancellation and metrics apply to them: the
+//! trainer request's extensions (its admission ticket and request id) go
+//! with the items.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Extensions, StatusCode};
 use axum::response::Response;
 
 use super::{error, reward, AppState};
@@ -16,8 +18,10 @@ use crate::api::{GradeResult, Item, RewardRequest, RewardResponse, Verdict};
 /// Grades `items` (an `Err` is a label that made no item: its result is
 /// `invalid` with that reason) and returns one result per entry, in
 /// order; or the error answer of the reward handler (503, 504, ...).
+/// `extensions` are the trainer request's, as admission left them.
 pub(crate) async fn grade(
     state: &Arc<AppState>,
+    extensions: Extensions,
     items: Vec<Result<Item, String>>,
 ) -> Result<Vec<GradeResult>, Response> {
     let started = Instant::now();
@@ -31,12 +35,13 @@ pub(crate) async fn grade(
                 format!("cannot encode the items: {e}"),
             )
         })?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method("POST")
             .uri("/v1/reward")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body))
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        *request.extensions_mut() = extensions;
         let response = reward::reward(State(Arc::clone(state)), request).await;
         if response.status() != StatusCode::OK {
             return Err(response);

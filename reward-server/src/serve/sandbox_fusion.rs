@@ -37,7 +37,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::code::{item_limits, MAX_MEMORY_LIMIT_MB, MAX_TIME_LIMIT_S};
-use crate::sandbox::{CaseEnd, CaseInput, CaseRun, CasesRun, Limits, Mode, Program};
+use crate::sandbox::{Cancel, CaseEnd, CaseInput, CaseRun, CasesRun, Limits, Mode, Program, Sandbox};
 
 /// The one `language` that runs here. SandboxFusion has no `python3`
 /// (its `Language` literal rejects it with a 422); `pytest` and `python_gpu`
@@ -370,13 +370,33 @@ pub(crate) fn limits_for(req: &RunCodeRequest) -> Result<Limits, String> {
 
 /// The program and its one case: the code run as a script, with `stdin`
 /// (none: empty) as its standard input.
-pub(crate) fn program_for(req: &RunCodeRequest) -> (Program, Vec<CaseInput>) {
+pub(crate) fn program_for(code: &str, stdin: Option<&str>) -> (Program, Vec<CaseInput>) {
     let program = Program {
-        source: req.code.clone(),
+        source: code.to_string(),
         mode: Mode::Stdio,
     };
-    let stdin = req.stdin.clone().map(Bytes::from).unwrap_or_default();
+    let stdin = stdin
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .unwrap_or_default();
     (program, vec![CaseInput { stdin, args: None }])
+}
+
+/// Runs `code` as a script with `stdin` under `limits` in `sandbox` and
+/// answers as SandboxFusion would ([`response_for`]); what a sandbox worker
+/// process does for `/run_code`.
+pub(crate) fn run_as_sandbox_fusion(
+    sandbox: &Sandbox,
+    code: &str,
+    stdin: Option<&str>,
+    limits: &Limits,
+    cancel: &Cancel,
+) -> RunCodeResponse {
+    let (program, cases) = program_for(code, stdin);
+    match sandbox.run_cases_until(program, cases, limits, std::sync::Arc::new(|_, _| true), cancel) {
+        Ok(run) if run.cancelled => sandbox_error("the run was cancelled"),
+        Ok(run) => response_for(&run, limits),
+        Err(e) => sandbox_error(e.to_string()),
+    }
 }
 
 /// The answer for a run of [`program_for`]'s program under `limits`, as
@@ -560,6 +580,7 @@ mod tests {
             })],
             instances: 1,
             elapsed: Duration::from_millis(25),
+            cancelled: false,
         }
     }
 
@@ -738,6 +759,7 @@ mod tests {
             cases: vec![None],
             instances: 1,
             elapsed: Duration::from_millis(5),
+            cancelled: false,
         };
         let value = answer(&run);
         assert_eq!(value["status"], "Failed");
@@ -759,6 +781,7 @@ mod tests {
             cases: vec![None],
             instances: 0,
             elapsed: Duration::ZERO,
+            cancelled: false,
         };
         let value = answer(&run);
         assert_eq!(value["status"], "SandboxError");
@@ -843,13 +866,15 @@ mod tests {
 
     #[test]
     fn the_program_runs_as_a_script_with_its_stdin() {
-        let (program, cases) = program_for(&request(VERL_REQUEST));
+        let req = request(VERL_REQUEST);
+        let (program, cases) = program_for(&req.code, req.stdin.as_deref());
         assert_eq!(program.source, "print(input())");
         assert_eq!(program.mode, Mode::Stdio);
         assert_eq!(cases.len(), 1);
         assert_eq!(cases[0].stdin, Bytes::from_static(b"1 2\n"));
         assert_eq!(cases[0].args, None);
-        let (_, cases) = program_for(&request(r#"{"code": "", "language": "python"}"#));
+        let req = request(r#"{"code": "", "language": "python"}"#);
+        let (_, cases) = program_for(&req.code, req.stdin.as_deref());
         assert!(cases[0].stdin.is_empty());
     }
 
@@ -908,11 +933,9 @@ mod tests {
                 ..request(VERL_REQUEST)
             };
             let limits = limits_for(&req).expect("valid limits");
-            let (program, cases) = program_for(&req);
-            let outcome = sandbox
-                .run_cases(program, cases, &limits, std::sync::Arc::new(|_, _| true))
-                .expect("the run could be set up");
-            serde_json::to_value(response_for(&outcome, &limits)).expect("serialisable")
+            let answer =
+                run_as_sandbox_fusion(sandbox, &req.code, req.stdin.as_deref(), &limits, &Cancel::new());
+            serde_json::to_value(answer).expect("serialisable")
         };
         let sum = "a, b = map(int, input().split())\nprint(a + b)\n";
         assert_eq!(verl_score(&run(sum, "1 2\n", 2.0), "3"), Ok(true));

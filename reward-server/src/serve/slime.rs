@@ -18,8 +18,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::reward::read_body;
-use super::{error, relay, AppState, ItemCount};
+use super::observe::ItemCount;
+use super::{error, relay, AppState};
 
 /// The request slime sends.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -63,9 +63,11 @@ pub(crate) async fn slime(
     Query(query): Query<SlimeQuery>,
     request: Request,
 ) -> Response {
-    let body = match read_body(request.into_body(), state.max_body).await {
+    // Admission read the body whole.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
     };
     let req: SlimeRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -77,7 +79,7 @@ pub(crate) async fn slime(
         }
     };
     let item = state.labels.item(req.response, &req.label);
-    let result = match relay::grade(&state, vec![item]).await {
+    let result = match relay::grade(&state, parts.extensions, vec![item]).await {
         Ok(mut r) => r.remove(0),
         Err(response) => return response,
     };
