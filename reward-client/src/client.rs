@@ -1,16 +1,17 @@
 //! [`RewardClient`] and its [`RewardClientBuilder`].
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 
 use crate::batch::{batch_ranges, check_count, reassemble};
-use crate::retry::{jitter, parse_retry_after, Backoff, EndpointState};
+use crate::fleet::{Fleet, Resolver, Target};
+use crate::retry::{jitter, parse_retry_after, Backoff};
 use crate::types::RewardRequestRef;
 use crate::ClientError;
 use crate::{ErrorBody, GradeResult, Item, RewardResponse};
@@ -36,7 +37,7 @@ fn is_retryable(status: StatusCode) -> bool {
 }
 
 /// Settings for a [`RewardClient`]; from [`RewardClient::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RewardClientBuilder {
     endpoints: Vec<String>,
     batch_size: usize,
@@ -48,6 +49,24 @@ pub struct RewardClientBuilder {
     connect_timeout: Duration,
     max_in_flight: Option<usize>,
     use_env_proxy: bool,
+    dns_refresh: Option<Duration>,
+    resolver: Option<Resolver>,
+    bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for RewardClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RewardClientBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("batch_size", &self.batch_size)
+            .field("max_retries", &self.max_retries)
+            .field("timeout", &self.timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("dns_refresh", &self.dns_refresh)
+            .field("custom_resolver", &self.resolver.is_some())
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<hidden>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RewardClientBuilder {
@@ -63,6 +82,9 @@ impl Default for RewardClientBuilder {
             connect_timeout: Duration::from_secs(10),
             max_in_flight: None,
             use_env_proxy: false,
+            dns_refresh: None,
+            resolver: None,
+            bearer_token: None,
         }
     }
 }
@@ -167,6 +189,40 @@ impl RewardClientBuilder {
         self
     }
 
+    /// Spread requests over every address of each endpoint's host name,
+    /// resolving the names again every `period` (off by default). For a
+    /// fleet behind a Kubernetes headless Service
+    /// (`http://reward.NAMESPACE.svc.cluster.local:8080`), whose name has
+    /// one address per ready pod: new pods get requests after the next
+    /// resolution, gone ones stop getting them, and one that fails rests
+    /// for its backoff like any endpoint. Raise `max_in_flight` to about
+    /// twice the number of pods.
+    #[must_use]
+    pub fn dns_refresh(mut self, period: Duration) -> Self {
+        self.dns_refresh = Some(period);
+        self
+    }
+
+    /// Resolve names with `resolver` instead of the system's (with
+    /// [`RewardClientBuilder::dns_refresh`]): a fixed table, a service
+    /// registry, a test's own hosts.
+    #[must_use]
+    pub fn resolver(
+        mut self,
+        resolver: impl Fn(&str) -> std::io::Result<Vec<std::net::IpAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Send `Authorization: Bearer TOKEN` with every request (for a server
+    /// run with `--auth-token-file`).
+    #[must_use]
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
     /// The client. Fails with [`ClientError::Config`] when no endpoint was
     /// given, a URL is not `http://`, or a count is 0.
     pub fn build(self) -> Result<RewardClient, ClientError> {
@@ -182,16 +238,23 @@ impl RewardClientBuilder {
         if self.timeout.is_zero() {
             return Err(ClientError::Config("timeout must be positive".into()));
         }
+        if self.dns_refresh.is_some_and(|d| d.is_zero()) {
+            return Err(ClientError::Config("dns_refresh must be positive".into()));
+        }
         let endpoints = self
             .endpoints
             .iter()
             .map(|u| normalize_endpoint(u))
             .collect::<Result<Vec<_>, _>>()?;
-        let reward_urls = endpoints
-            .iter()
-            .map(|e| join(e, "/v1/reward"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &self.bearer_token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ClientError::Config("the bearer token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
         let mut http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(concat!("reward-client-rust/", env!("CARGO_PKG_VERSION")));
@@ -205,9 +268,8 @@ impl RewardClientBuilder {
         Ok(RewardClient {
             inner: Arc::new(Inner {
                 http,
-                state: Mutex::new(EndpointState::new(endpoints.len())),
+                fleet: Fleet::new(&endpoints, self.dns_refresh, self.resolver),
                 endpoints,
-                reward_urls,
                 batch_size: self.batch_size,
                 max_retries: self.max_retries,
                 backoff: Backoff {
@@ -235,16 +297,15 @@ pub struct RewardClient {
 #[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
-    /// Normalized base URLs, for messages.
+    /// Normalized base URLs, as given.
     endpoints: Vec<String>,
-    /// `POST /v1/reward` of each endpoint.
-    reward_urls: Vec<Url>,
+    /// Where requests go: the endpoints, or their names' addresses.
+    fleet: Fleet,
     batch_size: usize,
     max_retries: u32,
     backoff: Backoff,
     max_in_flight: usize,
     in_flight: Semaphore,
-    state: Mutex<EndpointState>,
 }
 
 /// How one attempt ended.
@@ -326,16 +387,20 @@ impl RewardClient {
         Ok(self.reward(items).await?.into_iter().map(|r| r.reward).collect())
     }
 
-    /// Checks that every endpoint answers `GET /healthz` with 200 (each
-    /// within [`HEALTH_TIMEOUT`], no retries). The error names the first
-    /// endpoint, in the order given, that does not.
+    /// Checks that every endpoint (with
+    /// [`RewardClientBuilder::dns_refresh`], every address) answers `GET
+    /// /healthz` with 200 (each within [`HEALTH_TIMEOUT`], no retries). The
+    /// error names the first one, in order, that does not.
     pub async fn health(&self) -> Result<(), ClientError> {
+        self.inner.fleet.refresh_if_due().await;
+        let targets = self.inner.fleet.targets();
         let mut tasks = JoinSet::new();
-        for index in 0..self.inner.endpoints.len() {
+        for (index, target) in targets.iter().enumerate() {
             let inner = Arc::clone(&self.inner);
-            tasks.spawn(async move { (index, inner.check_health(index).await) });
+            let target = target.clone();
+            tasks.spawn(async move { (index, inner.check_health(&target).await) });
         }
-        let mut outcomes = Vec::with_capacity(self.inner.endpoints.len());
+        let mut outcomes = Vec::with_capacity(targets.len());
         while let Some(joined) = tasks.join_next().await {
             outcomes.push(joined.unwrap_or_else(rethrow));
         }
@@ -354,20 +419,21 @@ impl Inner {
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            let (index, wait) = self.endpoint_state().pick(Instant::now());
+            self.fleet.refresh_if_due().await;
+            let (target, wait) = self.fleet.pick(Instant::now());
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
-            let outcome = self.attempt(index, body.clone(), count).await;
+            let outcome = self.attempt(&target, body.clone(), count).await;
             drop(permit);
             match outcome {
                 Attempt::Done(result) => {
-                    self.endpoint_state().succeeded(index);
+                    self.fleet.succeeded(&target);
                     return result;
                 }
                 Attempt::Retry { reason, retry_after } => {
                     let delay = self.backoff.delay(attempt, retry_after, jitter());
-                    self.endpoint_state().failed(index, Instant::now() + delay);
+                    self.fleet.failed(&target, Instant::now() + delay);
                     last_error = reason;
                 }
             }
@@ -378,12 +444,16 @@ impl Inner {
         })
     }
 
-    /// One `POST /v1/reward` to endpoint `index`.
-    async fn attempt(&self, index: usize, body: Bytes, count: usize) -> Attempt {
-        let endpoint = &self.endpoints[index];
+    /// One `POST /v1/reward` to `target`.
+    async fn attempt(&self, target: &Target, body: Bytes, count: usize) -> Attempt {
+        let endpoint = &target.name;
+        let url = match join(&target.base, "/v1/reward") {
+            Ok(url) => url,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
         let sent = self
             .http
-            .post(self.reward_urls[index].clone())
+            .post(url)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .body(body)
@@ -421,14 +491,13 @@ impl Inner {
         }))
     }
 
-    /// `GET /healthz` on endpoint `index`.
-    async fn check_health(&self, index: usize) -> Result<(), ClientError> {
-        let endpoint = &self.endpoints[index];
+    /// `GET /healthz` on `target`.
+    async fn check_health(&self, target: &Target) -> Result<(), ClientError> {
         let unhealthy = |reason: String| ClientError::Unhealthy {
-            endpoint: endpoint.clone(),
+            endpoint: target.name.clone(),
             reason,
         };
-        let url = join(endpoint, "/healthz")?;
+        let url = join(&target.base, "/healthz")?;
         let response = self
             .http
             .get(url)
@@ -447,11 +516,6 @@ impl Inner {
                 error_text(&body)
             )))
         }
-    }
-
-    fn endpoint_state(&self) -> std::sync::MutexGuard<'_, EndpointState> {
-        // The state stays consistent whatever panicked while holding it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -5,7 +5,10 @@
 //! [`RewardClient`] posts items to `POST /v1/reward`. It splits long lists
 //! into batches (`batch_size`, default 1024) sent concurrently (up to
 //! `max_in_flight`), spreads them round-robin over one or several servers,
-//! and puts the results back in item order. It retries connection errors,
+//! and puts the results back in item order. With
+//! [`RewardClientBuilder::dns_refresh`] it spreads them over every address
+//! of a name (a Kubernetes headless Service), resolved again as pods come
+//! and go. It retries connection errors,
 //! timeouts, 502 and 503 (honouring `Retry-After`) with exponential backoff
 //! and jitter, skipping an endpoint that just failed while others are
 //! healthy. What retrying cannot fix comes back at once as a
@@ -56,6 +59,7 @@
 mod batch;
 mod client;
 mod error;
+mod fleet;
 mod retry;
 mod types;
 
@@ -64,6 +68,7 @@ pub use client::{
     HEALTH_TIMEOUT,
 };
 pub use error::ClientError;
+pub use fleet::Resolver;
 /// The wire types, from `reward-api`. `Extract` is the name this crate
 /// gave [`ExtractMode`] before the types were shared.
 pub use reward_api::{

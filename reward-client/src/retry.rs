@@ -97,6 +97,11 @@ impl EndpointState {
         *slot = Some(slot.map_or(until, |t| t.max(until)));
     }
 
+    /// When endpoint `i` may be used again, if it is resting.
+    pub(crate) fn not_before(&self, i: usize) -> Option<Instant> {
+        self.not_before[i]
+    }
+
     /// Endpoint `i` answered: back in rotation.
     pub(crate) fn succeeded(&mut self, i: usize) {
         self.not_before[i] = None;

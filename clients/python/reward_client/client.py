@@ -6,13 +6,21 @@ batches round-robin over several servers, and retries connection errors and
 overload answers (503, honouring `Retry-After`) with exponential backoff and
 jitter. A request the server rejects (400, 413, any other 4xx) raises
 `RewardRequestError` at once: sending it again would not help.
+
+With `dns_refresh=SECONDS`, every base URL whose host is a name (a Kubernetes
+headless Service, one address per ready pod) is resolved to all its
+addresses, each a server of its own, and resolved again every `dns_refresh`
+seconds: new pods get requests, gone ones stop getting them, and a failing
+one rests for its backoff.
 """
 
 from __future__ import annotations
 
 import email.utils
 import http.client
+import ipaddress
 import json
+import logging
 import math
 import random
 import socket
@@ -21,7 +29,8 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "RewardClient",
@@ -206,6 +215,13 @@ class RewardClient:
             Off by default: reward servers are internal, and a cluster-wide
             proxy setting would otherwise swallow the requests.
         headers: extra HTTP headers for every request.
+        token: send `Authorization: Bearer TOKEN` (a server run with
+            `--auth-token-file`).
+        dns_refresh: spread requests over every address of each base URL's
+            host name, resolving the names again every this many seconds
+            (off by default). Raise `max_workers` to cover the servers.
+        resolver: `resolver(host) -> [ip, ...]` in place of the system
+            resolver, for `dns_refresh` (a fixed table, a test's hosts).
     """
 
     def __init__(
@@ -220,8 +236,13 @@ class RewardClient:
         max_retry_after: float = 300.0,
         use_env_proxy: bool = False,
         headers: Optional[Mapping[str, str]] = None,
+        token: Optional[str] = None,
+        dns_refresh: Optional[float] = None,
+        resolver: Optional[Callable[[str], Sequence[str]]] = None,
     ):
         self.base_urls = normalize_base_urls(base_url)
+        if dns_refresh is not None and not dns_refresh > 0:
+            raise ValueError("dns_refresh must be positive")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if max_retries < 0:
@@ -234,13 +255,22 @@ class RewardClient:
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self.headers = dict(headers or {})
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.dns_refresh = dns_refresh
+        self._resolver = resolver or _system_resolver
         handlers = [] if use_env_proxy else [urllib.request.ProxyHandler({})]
         self._opener = urllib.request.build_opener(*handlers)
         self._lock = threading.Lock()
         self._next = 0
-        # Per server: monotonic time before which it should not get a request
-        # (set after a failure to its backoff delay or its Retry-After).
-        self._not_before = [0.0] * len(self.base_urls)
+        # The servers requests go to: the base URLs, or with dns_refresh
+        # their names' addresses; and per server, the monotonic time before
+        # which it should not get a request (set after a failure to its
+        # backoff delay or its Retry-After).
+        self._targets: List[str] = list(self.base_urls)
+        self._not_before: Dict[str, float] = {}
+        self._known: Dict[str, List[str]] = {}
+        self._resolved_at: Optional[float] = None
         self._rng = random.Random()
         # Seams for tests.
         self._sleep = time.sleep
@@ -294,7 +324,8 @@ class RewardClient:
         reached or does not answer 200.
         """
         out = {}
-        for url in self.base_urls:
+        self._refresh_if_due()
+        for url in list(self._targets):
             try:
                 status, body, _ = self._send(url, "GET", "/healthz", None, timeout)
             except _Retryable as e:
@@ -350,34 +381,81 @@ class RewardClient:
             raise RewardServerError(f"reward server answered {got} for {len(batch)} items")
         return results
 
-    def _pick(self) -> Tuple[int, float]:
+    def _refresh_if_due(self) -> None:
+        """With `dns_refresh`, resolves the base URLs' names again when due.
+
+        A name that does not resolve keeps its last addresses (or, never
+        resolved, stays a server by name, whose connection error then says
+        what is wrong).
+        """
+        if self.dns_refresh is None:
+            return
+        with self._lock:
+            now = self._clock()
+            if self._resolved_at is not None and now - self._resolved_at < self.dns_refresh:
+                return
+            self._resolved_at = now
+        targets: List[str] = []
+        for base in self.base_urls:
+            parts = urlsplit(base)
+            host = parts.hostname or ""
+            if _is_ip(host):
+                targets.append(base)
+                continue
+            try:
+                addresses = sorted(set(str(a) for a in self._resolver(host)))
+            except (OSError, ValueError) as e:
+                addresses = []
+                reason = str(e)
+            else:
+                reason = "no address"
+            if addresses:
+                self._known[host] = addresses
+            else:
+                addresses = self._known.get(host, [])
+                _log.warning("reward_client: cannot resolve %s (%s); keeping %d known address(es)", host, reason, len(addresses))
+            if not addresses:
+                targets.append(base)
+            for ip in addresses:
+                shown = f"[{ip}]" if ":" in ip else ip
+                netloc = f"{shown}:{parts.port}" if parts.port else shown
+                targets.append(urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/"))
+        with self._lock:
+            if targets != self._targets:
+                self._targets = targets
+                self._next = 0
+            self._not_before = {t: at for t, at in self._not_before.items() if t in targets}
+
+    def _pick(self) -> Tuple[str, float]:
         """The next server round-robin, skipping servers still in their backoff.
 
-        Returns its index and how long to wait before using it (0 unless every
-        server is backing off, in which case it is the one free soonest).
+        Returns its base URL and how long to wait before using it (0 unless
+        every server is backing off, in which case it is the one free soonest).
         """
+        self._refresh_if_due()
         with self._lock:
-            n = len(self.base_urls)
+            targets = self._targets
+            n = len(targets)
             now = self._clock()
+            rest = [self._not_before.get(t, 0.0) for t in targets]
             chosen = None
             for k in range(n):
                 i = (self._next + k) % n
-                if self._not_before[i] <= now:
+                if rest[i] <= now:
                     chosen = i
                     break
             if chosen is None:
-                chosen = min(range(n), key=lambda j: (self._not_before[j], (j - self._next) % n))
+                chosen = min(range(n), key=lambda j: (rest[j], (j - self._next) % n))
             self._next = (chosen + 1) % n
-            return chosen, max(0.0, self._not_before[chosen] - now)
+            return targets[chosen], max(0.0, rest[chosen] - now)
 
     def _call(self, method: str, path: str, data: Optional[bytes], timeout: Optional[float]) -> Any:
         last: Optional[_Retryable] = None
         attempts = 0
         for attempt in range(self.max_retries + 1):
-            i, wait = self._pick()
+            url, wait = self._pick()
             if wait > 0:
                 self._sleep(wait)
-            url = self.base_urls[i]
             attempts += 1
             try:
                 status, body, headers = self._send(url, method, path, data, timeout)
@@ -395,10 +473,10 @@ class RewardClient:
                     rng=self._rng,
                 )
                 with self._lock:
-                    self._not_before[i] = max(self._not_before[i], self._clock() + delay)
+                    self._not_before[url] = max(self._not_before.get(url, 0.0), self._clock() + delay)
                 continue
             with self._lock:
-                self._not_before[i] = 0.0
+                self._not_before.pop(url, None)
             if 200 <= status < 300:
                 return self._parse_json(body, url, status)
             message = _error_text(body)
@@ -449,6 +527,22 @@ class RewardClient:
             raise RewardServerError(
                 f"{url}: HTTP {status} with a body that is not JSON ({e}): {body[:200]!r}", status=status, url=url
             ) from None
+
+
+_log = logging.getLogger("reward_client")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _system_resolver(host: str) -> List[str]:
+    """Every address of `host`, from the system resolver."""
+    return [info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)]
 
 
 def _error_text(body: bytes) -> str:

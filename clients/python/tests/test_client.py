@@ -240,7 +240,7 @@ class Stub:
     item's answer is "ok"). Each request's JSON body is kept in `requests`.
     """
 
-    def __init__(self, script: Optional[List[tuple]] = None):
+    def __init__(self, script: Optional[List[tuple]] = None, host: str = "127.0.0.1", port: int = 0):
         self.script = list(script or [])
         self.requests: List[Any] = []
         self.times: List[float] = []
@@ -280,9 +280,10 @@ class Stub:
                 items = stub.requests[-1]["items"]
                 self._answer(200, {}, json.dumps({"results": [stub.grade(it) for it in items]}).encode())
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
@@ -703,6 +704,80 @@ class RealServerTests(unittest.TestCase):
         out = c.reward([{"id": "r", "task": "math", "response": "\\boxed{5}", "answer": "5"}])
         self.assertEqual(out[0]["reward"], 1.0)
         self.assertEqual(urls, [dead, self.server.url])
+
+
+class DnsFleetTests(unittest.TestCase):
+    """Several servers behind one name (127.0.0.2-4, one port), the name
+    resolved by a table the test changes, as a headless Service's records
+    change when pods come and go."""
+
+    def setUp(self):
+        first = Stub(host="127.0.0.2")
+        self.stubs = {"127.0.0.2": first}
+        for host in ("127.0.0.3", "127.0.0.4"):
+            self.stubs[host] = Stub(host=host, port=first.port)
+        for stub in self.stubs.values():
+            self.addCleanup(stub.close)
+        self.table = ["127.0.0.2", "127.0.0.3"]
+        self.url = f"http://reward.test:{first.port}"
+
+    def resolve(self, host: str) -> List[str]:
+        self.assertEqual(host, "reward.test")
+        if not self.table:
+            raise OSError("NXDOMAIN")
+        return list(self.table)
+
+    def items(self, n: int) -> List[Dict[str, Any]]:
+        return [{"id": i, "task": "math", "response": "x", "answer": "ok"} for i in range(n)]
+
+    def test_spreads_over_the_names_addresses_and_follows_changes(self):
+        clock = [0.0]
+        c = fast_client(self.url, dns_refresh=10.0, resolver=self.resolve, batch_size=1, max_workers=1)
+        c._clock = lambda: clock[0]
+        out = c.reward(self.items(4))
+        self.assertEqual([r["reward"] for r in out], [1.0] * 4)
+        self.assertEqual(len(self.stubs["127.0.0.2"].requests), 2)
+        self.assertEqual(len(self.stubs["127.0.0.3"].requests), 2)
+        self.assertEqual(len(self.stubs["127.0.0.4"].requests), 0)
+
+        # A pod is added and one goes away: seen after the refresh period.
+        self.table[:] = ["127.0.0.3", "127.0.0.4"]
+        c.reward(self.items(2))
+        self.assertEqual(len(self.stubs["127.0.0.4"].requests), 0, "not before the refresh")
+        clock[0] += 11.0
+        before = len(self.stubs["127.0.0.2"].requests)
+        c.reward(self.items(4))
+        self.assertEqual(len(self.stubs["127.0.0.2"].requests), before)
+        self.assertEqual(len(self.stubs["127.0.0.4"].requests), 2)
+        self.assertEqual(set(c.health()), {f"http://127.0.0.3:{self.stubs['127.0.0.3'].port}", f"http://127.0.0.4:{self.stubs['127.0.0.4'].port}"})
+
+        # A name that stops resolving keeps its last addresses.
+        self.table.clear()
+        clock[0] += 11.0
+        self.assertEqual([r["reward"] for r in c.reward(self.items(2))], [1.0] * 2)
+
+    def test_a_failing_address_is_dropped_from_rotation(self):
+        self.stubs["127.0.0.3"].close()
+        c = fast_client(self.url, dns_refresh=10.0, resolver=self.resolve, batch_size=1, max_workers=1, max_retries=3)
+        c.backoff_base = c.backoff_max = 60.0
+        urls = record_urls(c)
+        out = c.reward(self.items(6))
+        self.assertEqual([r["reward"] for r in out], [1.0] * 6)
+        dead = f"http://127.0.0.3:{self.stubs['127.0.0.3'].port}"
+        self.assertEqual(urls.count(dead), 1, urls)  # refused once, then left to rest
+
+    def test_token_is_sent(self):
+        c = fast_client(self.stubs["127.0.0.2"].url, token="secret-token-0123456789")
+        seen: List[str] = []
+        original = c._send
+
+        def send(base, method, path, data, timeout):
+            seen.append(c.headers.get("Authorization", ""))
+            return original(base, method, path, data, timeout)
+
+        c._send = send  # type: ignore[method-assign]
+        c.reward(self.items(1))
+        self.assertEqual(seen, ["Bearer secret-token-0123456789"])
 
 
 class TwoServerTests(unittest.TestCase):
