@@ -5,24 +5,42 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::bin;
 
-/// A server on 127.0.0.1, stopped with SIGTERM when dropped.
+/// A server on 127.0.0.1, killed when dropped.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     child: Option<Child>,
+    /// Its stderr lines after "listening on" (the last 10,000).
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts `reward-server serve --listen 127.0.0.1:0 ARGS` and waits
     /// for its "listening on" line.
     pub(crate) fn start(args: &[&str]) -> Server {
+        Server::start_with(&["serve", "--listen", "127.0.0.1:0"], args, "warn")
+    }
+
+    /// [`Server::start`] with environment variables set.
+    pub(crate) fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(&["serve", "--listen", "127.0.0.1:0"], args, "warn", env)
+    }
+
+    /// Starts `reward-server FIRST... ARGS` with `RUST_LOG=rust_log`.
+    pub(crate) fn start_with(first: &[&str], args: &[&str], rust_log: &str) -> Server {
+        Server::spawn(first, args, rust_log, &[])
+    }
+
+    fn spawn(first: &[&str], args: &[&str], rust_log: &str, env: &[(&str, &str)]) -> Server {
         let mut child = bin()
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(first)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -40,15 +58,43 @@ impl Server {
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
         std::thread::spawn(move || {
-            let mut sink = String::new();
-            while stderr.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
+            let mut line = String::new();
+            while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+                let mut kept = kept.lock().unwrap();
+                if kept.len() == 10_000 {
+                    kept.remove(0);
+                }
+                kept.push(std::mem::take(&mut line));
             }
         });
         Server {
             addr,
             child: Some(child),
+            log,
+        }
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits for the exit, at most `within`; `None` if it did not exit.
+    pub(crate) fn wait(mut self, within: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + within;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -110,10 +156,22 @@ impl Answer {
 
 /// Sends one request (`Connection: close`) and reads the whole answer.
 pub(crate) fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Answer {
+    request_with(addr, method, path, &[], body)
+}
+
+/// [`request`] with extra header lines (`"Name: value"`).
+pub(crate) fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Answer {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();

@@ -3,8 +3,11 @@
 
 mod cli;
 mod client;
+mod fault;
+mod fleet;
 mod formats;
 mod http;
+mod limits;
 mod run;
 mod serve;
 mod testcases;

@@ -103,7 +103,7 @@ fn bad_bodies_get_400_or_413_with_a_reason() {
         ("invalid UTF-8", b"{\"items\": [\"\xff\xfe\"]}".to_vec()),
         (
             "deep nesting",
-            format!("{{\"items\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
         ),
     ];
     for (what, body) in cases {
@@ -112,6 +112,16 @@ fn bad_bodies_get_400_or_413_with_a_reason() {
         let error = answer.json()["error"].as_str().unwrap().to_string();
         assert!(error.contains("reward request"), "{what}: {error}");
     }
+    // Each item is read on its own: a deeply nested one is one invalid
+    // result (issue 20), and the server survives it.
+    let deep = format!(
+        "{{\"items\": [{}{}, {{\"task\": \"math\", \"response\": \"1\", \"answer\": \"1\"}}]}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let answer = request(server.addr, "POST", "/v1/reward", deep.as_bytes());
+    assert_eq!(answer.status, 200);
+    assert_eq!(verdicts(&answer.json()), ["invalid", "correct"]);
     // The default limit is 64 MiB: one byte more is refused.
     let too_big = vec![b' '; (64 << 20) + 1];
     let answer = request(server.addr, "POST", "/v1/reward", &too_big);
