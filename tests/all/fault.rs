@@ -115,8 +115,9 @@ fn a_client_gone_mid_item_frees_its_worker_within_a_case() {
     }
     let server = Server::start(&["--workers", "1"]);
     wait_ready(server.addr);
-    // One item of twenty 2-second cases: forty seconds if nothing stops it.
-    let body = json!({"items": [code("while True: pass", 20, 2.0)]}).to_string();
+    // One item of twenty 5-second cases (about 4 s of wall time each): over
+    // a minute if nothing stops it, and seconds if only the next case does.
+    let body = json!({"items": [code("while True: pass", 20, 5.0)]}).to_string();
     let mut stream = TcpStream::connect(server.addr).unwrap();
     write!(
         stream,
