@@ -7,7 +7,7 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 TRAINER := $(or $(CARGO_TARGET_DIR),target)/release/trainer
 SEED ?= 1
 
-.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-trainer bench-step bench-pack diff-math kernels check-cuda bench-logprob bench-gpu clean
+.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-fault bench-trainer bench-step bench-pack diff-math kernels check-cuda bench-logprob bench-gpu deploy-check image clean
 
 ## The recipe in small on the CPU: synthetic math and code tasks, a tiny
 ## Qwen2 model, SFT, then math and code GRPO against a local reward-server.
@@ -70,6 +70,23 @@ bench-code:
 ## HTTP load benchmark of `reward-server serve` with oha (installed into bench/.tools).
 bench-http:
 	bench/http_bench.sh
+
+## Fault and load figures of `reward-server serve` (overload, slowloris,
+## SIGTERM and kill -9 under load, disconnects, peak memory), under the
+## exclusive CPU lock; ONLY=overload,... for some (bench/fault_bench.py).
+bench-fault: fetch-guest release
+	flock -x /tmp/cpu.lock python3 bench/fault_bench.py --bin $(BIN) $(if $(ONLY),--only $(ONLY))
+
+## Render deploy/'s kustomizations with Debian's kubectl and validate every
+## object with kubernetes-validate (both installed by deploy/check.sh into
+## ~/.cache/acereason); CI runs it.
+deploy-check:
+	deploy/check.sh
+
+## The FROM-scratch image around a static musl build, with buildah (not in
+## CI: a release build for musl takes ~15 min on 2 cores).
+image:
+	deploy/image.sh
 
 ## Trainer CPU throughput (train, sample, GRPO step) side by side with the
 ## PyTorch anchor, 2 threads each; ROUNDS (default 3) alternating rounds.
