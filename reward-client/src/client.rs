@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_RETRIES: u32 = 5;
 /// otherwise: a little over the server's default `--deadline-s 600`, so that
 /// the server's 504 arrives before the client gives up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(660);
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How long [`RewardClient::health`] waits for each endpoint.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -255,6 +258,10 @@ impl RewardClientBuilder {
         }
         let mut http = reqwest::Client::builder()
             .default_headers(headers)
+            // Under the server's idle keep-alive timeout (its
+            // --header-timeout-s, 30 s by default), so a pooled connection
+            // is not reused just as the server closes it.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(concat!("reward-client-rust/", env!("CARGO_PKG_VERSION")));

@@ -194,13 +194,21 @@ impl WorkQueue {
     /// (code cases at their CPU budget until one has been timed), over the
     /// grading threads.
     pub(crate) fn estimated_wait(&self) -> Duration {
+        self.estimate().0
+    }
+
+    /// [`WorkQueue::estimated_wait`], and whether it rests on measured
+    /// costs (false while queued code cases are counted at their budget:
+    /// the estimate falls as soon as one case has been timed).
+    fn estimate(&self) -> (Duration, bool) {
         let q = self.lock();
         let math = q.math_items as f64 * q.math_s.unwrap_or(MATH_S_PRIOR);
-        let code = match q.case_s {
-            Some(per_case) => q.code_cases as f64 * per_case,
-            None => q.code_budget_s,
+        let (code, measured) = match q.case_s {
+            Some(per_case) => (q.code_cases as f64 * per_case, true),
+            None => (q.code_budget_s, q.code_cases == 0),
         };
-        Duration::try_from_secs_f64((math + code) / self.graders).unwrap_or(Duration::MAX)
+        let wait = Duration::try_from_secs_f64((math + code) / self.graders).unwrap_or(Duration::MAX);
+        (wait, measured)
     }
 
     /// Whether nothing is queued.
@@ -432,15 +440,23 @@ pub(crate) async fn admit(State(state): State<Arc<AppState>>, request: Request, 
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return refused;
     }
-    let wait = admission.work.estimated_wait();
+    let (wait, measured) = admission.work.estimate();
     if wait > admission.max_queue_wait && !admission.work.is_empty() {
+        // A budget-based estimate is an upper bound that drops once a case
+        // is timed: come back soon.
+        let retry = if measured {
+            retry_after(wait - admission.max_queue_wait)
+        } else {
+            1
+        };
         let refused = unavailable(
             format!(
-                "overloaded: about {:.0} s of queued work, over --max-queue-wait-s {}; retry later",
+                "overloaded: {} {:.0} s of queued work, over --max-queue-wait-s {}; retry later",
+                if measured { "about" } else { "up to" },
                 wait.as_secs_f64(),
                 admission.max_queue_wait.as_secs_f64()
             ),
-            retry_after(wait - admission.max_queue_wait),
+            retry,
         );
         return after_draining(body, admission.max_body, admission.body_timeout, refused).await;
     }

@@ -273,6 +273,15 @@ fn state_for(args: &ServeArgs) -> Result<(AppState, ConnectionLimits, Duration),
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.workers.unwrap_or(0))
         .thread_name(|k| format!("grader-{k}"))
+        // A panic outside the verifiers' own guard (grade_one catches
+        // theirs) fails its request (500), not the process: rayon's default
+        // is to abort.
+        .panic_handler(|panic| {
+            tracing::error!(
+                "a grading task panicked (please report it): {}",
+                workers::panic_text(&*panic)
+            )
+        })
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start grading threads: {e}")))?;
     let graders = pool.current_num_threads();
