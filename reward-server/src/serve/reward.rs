@@ -197,13 +197,7 @@ pub(crate) async fn reward(State(state): State<Arc<AppState>>, request: Request)
     }
     let count = inputs.len();
     if let Err(full) = ticket.memory.grow(RESULT_BYTES * count as u64) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "overloaded: the memory budget cannot hold the results of {count} items ({} of {} bytes); retry later",
-                full.needed, full.total
-            ),
-        );
+        return super::admission::memory_refusal(full, state.admission.work.estimated_wait());
     }
 
     let cancel = Cancel::new();
