@@ -366,3 +366,53 @@ fn a_bearer_token_guards_everything_but_the_probes() {
     assert_eq!(get(server.addr, "/healthz").status, 200);
     assert!([200, 503].contains(&get(server.addr, "/readyz").status));
 }
+
+/// The trainer routes (issue 19's `/v1/openrlhf` and `/v1/slime`) sit behind
+/// the same layers as `/v1/reward`: bearer auth, request ids, admission's
+/// memory budget and the caps on items.
+#[test]
+fn the_trainer_routes_have_the_same_auth_ids_admission_and_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "secret-token-0123456789\n").unwrap();
+    let server = Server::start(&[
+        "--auth-token-file",
+        tokens.to_str().unwrap(),
+        "--queue",
+        "1",
+        "--max-body-mb",
+        "1",
+        "--max-items",
+        "2",
+    ]);
+    let auth = "Authorization: Bearer secret-token-0123456789";
+    let slime = json!({"prompt": "q", "response": "\\boxed{42}", "label": "42"}).to_string();
+    let post =
+        |path: &str, headers: &[&str], body: &[u8]| request_with(server.addr, "POST", path, headers, body);
+
+    assert_eq!(post("/v1/slime", &[], slime.as_bytes()).status, 401);
+    let answer = post("/v1/slime", &[auth, "X-Request-Id: rollout-9"], slime.as_bytes());
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json(), json!(1.0));
+    assert_eq!(answer.header("x-request-id"), Some("rollout-9"));
+
+    let openrlhf =
+        |n: usize| json!({"query": vec!["\\boxed{1}"; n], "prompts": [], "labels": vec!["1"; n]}).to_string();
+    assert_eq!(post("/v1/openrlhf", &[], openrlhf(1).as_bytes()).status, 401);
+    let answer = post("/v1/openrlhf", &[auth], openrlhf(2).as_bytes());
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["rewards"], json!([1.0, 1.0]));
+    // --max-items counts a trainer batch's samples.
+    let over = post("/v1/openrlhf", &[auth], openrlhf(3).as_bytes());
+    assert_eq!(over.status, 413, "{}", String::from_utf8_lossy(&over.body));
+    assert!(over.json()["error"].as_str().unwrap().contains("--max-items"));
+    // Under --max-body-mb, but parsed it would take more than the 1 MiB
+    // memory budget (--queue 1 x --max-body-mb 1).
+    let dense = format!("{{\"query\": [], \"labels\": [{}1]}}", "1,".repeat(200_000));
+    let refused = post("/v1/openrlhf", &[auth], dense.as_bytes());
+    assert_eq!(refused.status, 413, "{}", String::from_utf8_lossy(&refused.body));
+    assert!(refused.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("memory budget"));
+}

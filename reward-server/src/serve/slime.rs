@@ -55,7 +55,11 @@ pub struct SlimeQuery {
     responses(
         (status = 200, description = "The reward (a number), or with detail=true the result", body = f64),
         (status = 400, description = "Not a slime request", body = crate::api::ErrorBody),
-        (status = 503, description = "Overloaded; see Retry-After", body = crate::api::ErrorBody),
+        (status = 401, description = "No or a wrong bearer token (--auth-token-file)", body = crate::api::ErrorBody),
+        (status = 408, description = "The body did not arrive within --body-timeout-s", body = crate::api::ErrorBody),
+        (status = 413, description = "Too large: the body (--max-body-mb), the samples (--max-items), a label's cases (--max-cases), or its parse (the memory budget)", body = crate::api::ErrorBody),
+        (status = 503, description = "Overloaded (queued work over --max-queue-wait-s, the memory budget or --queue full) or shutting down; see Retry-After", body = crate::api::ErrorBody),
+        (status = 504, description = "The request deadline (--deadline-s) passed", body = crate::api::ErrorBody),
     )
 )]
 pub(crate) async fn slime(
