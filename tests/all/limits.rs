@@ -287,8 +287,11 @@ fn the_shutdown_timeout_cancels_what_is_left() {
     let server = Server::start(&["--workers", "1", "--shutdown-timeout-s", "1"]);
     wait_ready(server.addr);
     let addr = server.addr;
-    // Twenty seconds of work if nothing stops it.
-    let items = json!({"items": [code("while True: pass", 20, 1.0)]});
+    // Twenty CPU budgets of work if nothing stops it (all_cases: a case
+    // that times out does not end the item).
+    let mut item = code("while True: pass", 20, 1.0);
+    item["all_cases"] = json!(true);
+    let items = json!({"items": [item]});
     let in_flight = std::thread::spawn(move || post_json(addr, "/v1/reward", &items));
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
