@@ -3,14 +3,17 @@
 //!
 //! `serde_json::Value` turns integers beyond 64 bits into floats, so a
 //! 30-digit answer would match any number that rounds alike. This small
-//! parser keeps each number's text: two integers compare exactly (big ones
-//! included), any other two numbers within [`FLOAT_TOL`] absolute or relative.
+//! parser keeps each number's text, and two numbers compare by the default
+//! numeric rule ([`numbers_match`]): an expected integer must be met exactly
+//! (`3.0` meets `3`, `999999000.0` does not meet `999999937`), any other
+//! expected number within [`FLOAT_TOL`](super::compare::FLOAT_TOL) absolute
+//! or relative.
 //! Arrays compare element by element (a Python tuple arrives as an array),
 //! objects as maps (key order ignored), and `true` is not `1`.
 
 use std::collections::BTreeMap;
 
-use super::compare::{integer, FLOAT_TOL};
+use super::compare::numbers_match;
 
 /// Deepest nesting accepted, in arrays and objects.
 pub const MAX_DEPTH: usize = 512;
@@ -61,19 +64,6 @@ pub fn values_match(actual: &Value, expected: &Value) -> bool {
                     .all(|((ka, va), (kb, vb))| ka == kb && values_match(va, vb))
         }
         (a, b) => a == b,
-    }
-}
-
-fn numbers_match(a: &str, b: &str) -> bool {
-    if let (Some(x), Some(y)) = (integer(a), integer(b)) {
-        return x == y;
-    }
-    match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) if x.is_finite() && y.is_finite() => {
-            let diff = (x - y).abs();
-            diff <= FLOAT_TOL || diff <= FLOAT_TOL * x.abs().max(y.abs())
-        }
-        _ => false,
     }
 }
 
@@ -239,6 +229,12 @@ mod tests {
             "-123456789012345678901234567890"
         ));
         assert!(!matches("true", "1"));
+        // An expected integer is met exactly (the case), an
+        // expected decimal within the tolerance.
+        assert!(!matches("999999000.0", "999999937"));
+        assert!(!matches("[2.0000001]", "[2]"));
+        assert!(matches("[3.0, 1e2]", "[3, 100]"));
+        assert!(matches("2", "2.0000001"));
         assert!(!matches("[1, 2]", "[1, 2, 3]"));
         assert!(!matches("\"1\"", "1"));
         assert!(!matches("{\"a\": 1}", "{\"a\": 1, \"b\": 2}"));
