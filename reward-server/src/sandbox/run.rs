@@ -10,10 +10,11 @@
 //! the host ([`super::door`]); in a plain run ([`Sandbox::run_python`]) it
 //! answers -1, "no host", so `import host` fails with `ConnectionRefusedError`.
 //!
-//! The call is async (wasmtime fibers on a current-thread tokio runtime) for
-//! one reason: a guest blocked in a host call (`time.sleep` waits in
-//! `poll_oneoff`) never reaches an epoch check, but a timeout around the call
-//! drops it at the wall-clock backstop, or when the run is cancelled.
+//! The call is async (wasmtime fibers on a current-thread tokio runtime) so
+//! that a guest blocked in a host call, which never reaches an epoch check,
+//! is still dropped at the wall-clock backstop, or when the run is cancelled.
+//! Sleeping is not such a call any more: `poll_oneoff` pays a wait in fuel
+//! instead ([`super::clock`]).
 //!
 //! At every epoch tick a callback checks the wall-clock [`Deadline`] and the
 //! run's [`Cancel`] flag, and traps the guest when either says stop.
@@ -122,6 +123,10 @@ pub(crate) fn instance_pre(
     linker
         .func_wrap("wasi_snapshot_preview1", "clock_time_get", clock::clock_time_get)
         .map_err(|e| SandboxError::wasmtime("defining clock_time_get", e))?;
+    // Waiting is paid in fuel on that clock, never in wall time (`clock`).
+    linker
+        .func_wrap("wasi_snapshot_preview1", "poll_oneoff", clock::poll_oneoff)
+        .map_err(|e| SandboxError::wasmtime("defining poll_oneoff", e))?;
     linker.allow_shadowing(false);
     linker
         .func_wrap_async(
