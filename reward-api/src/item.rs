@@ -142,11 +142,21 @@ pub enum CodeTests {
         /// expected return value as JSON.
         cases: Vec<IoCase>,
     },
-    /// HumanEval `check` style: `code` runs after the program, in its
-    /// globals; correct when it finishes without an exception.
+    /// HumanEval `check` style: `code` runs after the program; correct when
+    /// it finishes without an exception. Plain asserts
+    /// (`assert f(1, 2) == 3`, HumanEval's `check(candidate)`) are decided
+    /// by the server itself, outside the sandbox; the rest runs in the
+    /// sandbox, in globals of its own that see the program's.
     Assert {
         /// The test code.
         code: String,
+        /// Let the server decide plain asserts itself, outside the sandbox
+        /// (true by default): the program's function is called in the
+        /// sandbox, and its return value compared with the expected one
+        /// outside, with Python's `==`. False runs the whole test code in
+        /// the sandbox.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        host_compare: bool,
     },
 }
 
@@ -185,6 +195,14 @@ pub enum RewardMode {
     /// `passed / total` over all the test cases (code items run every
     /// case, as with `all_cases`); verl's `continuous` scoring.
     Fraction,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// One case: an input and the expected output.
@@ -575,6 +593,14 @@ mod tests {
                 json!({"type": "assert", "code": "assert f(1) == 1"}),
                 CodeTests::Assert {
                     code: "assert f(1) == 1".into(),
+                    host_compare: true,
+                },
+            ),
+            (
+                json!({"type": "assert", "code": "assert f(1) == 1", "host_compare": false}),
+                CodeTests::Assert {
+                    code: "assert f(1) == 1".into(),
+                    host_compare: false,
                 },
             ),
         ];

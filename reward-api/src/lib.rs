@@ -46,7 +46,7 @@ mod result;
 use serde::{Deserialize, Serialize};
 
 pub use item::{CodeTests, CompareMode, ExtractMode, Id, IoCase, Item, RewardMode, Task};
-pub use result::{GradeResult, Verdict};
+pub use result::{AssertReport, GradeResult, Verdict};
 
 /// The request body: the items to grade, each as `reward-server grade`
 /// reads them.
@@ -132,7 +132,8 @@ mod wire {
         );
         assert_eq!(
             serde_json::to_string(&CodeTests::Assert {
-                code: "assert f()".into()
+                code: "assert f()".into(),
+                host_compare: true,
             })
             .unwrap(),
             r#"{"type":"assert","code":"assert f()"}"#
@@ -151,6 +152,7 @@ mod wire {
             elapsed_ms: 4.5,
             extracted: None,
             error: Some("case 2: wrong output".into()),
+            asserts: None,
         };
         let text = concat!(
             r#"{"id":"q1","problem_id":null,"reward":0.0,"verdict":"wrong_answer","passed":1,"total":2,"#,
@@ -168,6 +170,7 @@ mod wire {
             elapsed_ms: 0.05,
             extracted: Some("\\frac{1}{2}".into()),
             error: None,
+            asserts: None,
         };
         assert_eq!(
             serde_json::to_string(&math).unwrap(),

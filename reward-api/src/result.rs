@@ -161,6 +161,23 @@ pub struct GradeResult {
     /// Why the item is not `correct`, when there is more to say than the verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Assert items: which asserts the server compared itself, outside the
+    /// sandbox, and which test code ran inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asserts: Option<AssertReport>,
+}
+
+/// How an assert item's test code was run, by line of the test code
+/// (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AssertReport {
+    /// The asserts the server decided itself: it called the program's
+    /// function in the sandbox and compared the value with the expected one
+    /// outside it, where the program cannot reach.
+    pub host_compared: Vec<u32>,
+    /// The first line of each statement that ran inside the sandbox.
+    pub in_sandbox: Vec<u32>,
 }
 
 #[cfg(test)]
@@ -186,6 +203,7 @@ mod tests {
                 elapsed_ms: 0.011,
                 extracted: Some("\\dfrac{1}{2}".into()),
                 error: Some("…".into()),
+                asserts: None,
             }
         );
         assert_eq!(

@@ -173,6 +173,7 @@ fn result(
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         extracted: None,
         error,
+        asserts: None,
     }
 }
 
@@ -246,7 +247,7 @@ fn grade_unguarded(input: &Input, context: &JobContext, started: Instant) -> Gra
             match outcome {
                 Ok(out) => {
                     let mut r = result(id, pid, out.verdict, out.error, started);
-                    (r.passed, r.total) = (out.passed, out.total);
+                    (r.passed, r.total, r.asserts) = (out.passed, out.total, out.asserts);
                     if fraction && out.total > 0 && r.verdict != Verdict::Invalid {
                         r.reward = f64::from(out.passed) / f64::from(out.total);
                     }
@@ -352,7 +353,13 @@ mod tests {
         let Input::Item { item, tests } = Input::from_line(line, 1) else {
             panic!("not an item");
         };
-        assert_eq!(tests, Some(CodeTests::Assert { code: "pass".into() }));
+        assert_eq!(
+            tests,
+            Some(CodeTests::Assert {
+                code: "pass".into(),
+                host_compare: true
+            })
+        );
         assert_eq!(item.tests, None, "moved out");
         assert!(item.extra.is_empty(), "unknown fields are not kept");
 

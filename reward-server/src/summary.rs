@@ -206,6 +206,7 @@ mod tests {
             elapsed_ms: 0.0,
             extracted: None,
             error: None,
+            asserts: None,
         }
     }
 

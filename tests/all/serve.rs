@@ -313,8 +313,12 @@ fn openapi_describes_the_api_types() {
     let mut documented: Vec<&String> = schema.as_object().unwrap().keys().collect();
     documented.sort();
     let mut expected: Vec<String> = result.as_object().unwrap().keys().cloned().collect();
-    // `extracted` and `error` are left out when empty.
-    expected.extend(["error".to_string(), "extracted".to_string()]);
+    // `extracted`, `error` and `asserts` are left out when empty.
+    expected.extend([
+        "error".to_string(),
+        "extracted".to_string(),
+        "asserts".to_string(),
+    ]);
     expected.sort();
     expected.dedup();
     assert_eq!(documented.into_iter().cloned().collect::<Vec<_>>(), expected);

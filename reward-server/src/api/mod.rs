@@ -11,6 +11,6 @@
 //! [`crate::grade::Input`] reads them as [`CodeTests`].
 
 pub use reward_api::{
-    CodeTests, CompareMode, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardMode, RewardRequest,
-    RewardResponse, Task, Verdict,
+    AssertReport, CodeTests, CompareMode, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardMode,
+    RewardRequest, RewardResponse, Task, Verdict,
 };

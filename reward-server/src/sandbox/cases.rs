@@ -1,4 +1,5 @@
-//! Running one program against many test cases in one interpreter.
+//! Running one program against many test cases in one interpreter, and the
+//! rules of the harness protocol.
 //!
 //! [`Sandbox::run_cases`] starts the guest with a small bootstrap as its
 //! `-c` program, which fetches the harness (`sandboxes/harness/harness.py`)
@@ -24,11 +25,40 @@
 //! starts in a fresh instance. A case that hits the memory limit in an
 //! instance that ran other cases first is run again in a fresh one, so heap
 //! left over from earlier cases never decides its verdict.
+//!
+//! # The protocol is the host's
+//!
+//! The program shares its interpreter with the harness, so it can call the
+//! door too. The host therefore trusts no frame for what it says, only for
+//! when it comes:
+//!
+//! - **One phase per frame.** Each frame is accepted only in the phase where
+//!   the harness sends it ([`Phase`]): the bootstrap's before `start`,
+//!   `compile_error` right after it, `next` between cases, `result` during
+//!   a case, and in assert mode `tests` when the program has run, `value`
+//!   after a call step and `ran` after a code step. Every frame after
+//!   `start` also carries the key of the host's last reply, a fresh random
+//!   one each time, which only the harness holds.
+//! - **A frame out of phase, or without the key, ends the item**: the door
+//!   traps, the case running gets [`CaseEnd::Broke`] and the run
+//!   [`CasesRun::broke`], which the verifier turns into `runtime_error`.
+//! - **Completion is proven, not assumed.** An assert-mode case passes only
+//!   with [`CaseEnd::TestsPassed`], which only the host records, when the
+//!   harness has reported the last of the steps the host handed out, one at
+//!   a time, after the program ran. An instance that stops first (an exit of
+//!   any status, `os._exit`, a trap) ends the case as it stopped
+//!   ([`CaseEnd::Exited`] for status 0 too).
+//! - **The host decides what it can.** A call step's value comes back as
+//!   typed JSON, and the step's [`ValueCheck`], which holds the expected
+//!   value on the host, says whether it passes; a rejected value ends the
+//!   case with [`CaseEnd::Rejected`].
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,8 +68,12 @@ use super::run::{Deadline, Launch};
 use super::streams::{Output, StdinPipe};
 use super::{Sandbox, SandboxError};
 
-/// The guest-side harness.
-pub const HARNESS: &str = include_str!("../../../sandboxes/harness/harness.py");
+/// The guest-side harness: the typed-data codec it shares with the assert
+/// converter, then the harness itself.
+pub const HARNESS: &str = concat!(
+    include_str!("../../../sandboxes/harness/data.py"),
+    include_str!("../../../sandboxes/harness/harness.py")
+);
 
 /// The guest's `-c` program: get the harness compiled (`M` + marshal bytes)
 /// and run it, or get its source (`S` + text), compile it, give the host the
@@ -77,11 +111,71 @@ pub enum Mode {
         /// The function or method to call.
         fn_name: String,
     },
-    /// Run it, then run `tests` in the same globals (one case).
+    /// Run it, then the steps of its tests, in its globals, one at a time
+    /// (one case; `code::asserts` makes the steps from assert tests).
     Assert {
-        /// The test code.
-        tests: String,
+        /// The steps, in order.
+        steps: Vec<Step>,
     },
+}
+
+impl Mode {
+    /// Whether test code runs in the sandbox, where its completion rests on
+    /// the harness (and the harness guards itself: see harness.py).
+    fn guarded(&self) -> bool {
+        match self {
+            Mode::Assert { steps } => steps
+                .iter()
+                .any(|s| matches!(s, Step::Code { import: false, .. })),
+            _ => false,
+        }
+    }
+}
+
+/// One step of assert-mode tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Call `name(*args, **kwargs)` in the program's globals (then `wrap`,
+    /// a builtin the test applied to the result); `check` decides the
+    /// value on the host.
+    Call {
+        /// The function.
+        name: String,
+        /// The positional arguments: a typed-JSON list.
+        args: String,
+        /// The keyword arguments: a typed-JSON dict.
+        kwargs: Option<String>,
+        /// `set`, `frozenset`, `sorted`, `list` or `tuple`.
+        wrap: Option<String>,
+        /// Whether the value (typed JSON) passes.
+        check: ValueCheck,
+    },
+    /// Run test code in the sandbox.
+    Code {
+        /// The code: whole statements of the test code.
+        source: String,
+        /// Its first line in the test code.
+        line: u32,
+        /// Only imports, which run in the program's globals too; other code
+        /// runs in the tests' own globals.
+        import: bool,
+    },
+}
+
+/// Decides on the host whether a call step's value (typed JSON) passes.
+#[derive(Clone)]
+pub struct ValueCheck(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ValueCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ValueCheck")
+    }
+}
+
+impl PartialEq for ValueCheck {
+    fn eq(&self, other: &ValueCheck) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// One case's input.
@@ -96,14 +190,14 @@ pub struct CaseInput {
 /// How one case ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaseEnd {
-    /// The program ran to its end, or exited with status 0.
+    /// [`Mode::Stdio`]: the program ran to its end, or exited with status 0.
     Finished,
     /// [`Mode::Function`]: the call returned this value, as JSON text.
     Returned(String),
-    /// [`Mode::Function`]: the return value has no JSON form (the message
-    /// says why).
+    /// The return value has no JSON form (the message says why).
     Unserialisable(String),
-    /// The program exited with this non-zero status.
+    /// The program exited with this status (in function and assert mode,
+    /// status 0 too: the function did not return, the tests did not finish).
     Exited(i32),
     /// The program raised an exception it did not catch.
     Raised {
@@ -111,8 +205,17 @@ pub enum CaseEnd {
         kind: String,
         /// Its message.
         message: String,
-        /// Raised by [`Mode::Assert`]'s test code, not the program itself.
+        /// Raised while a step of the tests ran, not the program itself.
         in_tests: bool,
+    },
+    /// [`Mode::Assert`]: the host saw every step through.
+    TestsPassed,
+    /// [`Mode::Assert`]: the host's check rejected call step `step`'s value.
+    Rejected {
+        /// The step.
+        step: usize,
+        /// The value, as typed JSON.
+        value: String,
     },
     /// The CPU budget or the wall-clock backstop ran out.
     TimeLimit,
@@ -122,13 +225,15 @@ pub enum CaseEnd {
     OutputLimit,
     /// A wasm trap or another failure of the instance.
     Crashed(String),
+    /// A frame broke the harness protocol (the program called the door).
+    Broke(String),
 }
 
 impl CaseEnd {
     /// The case end for an instance that stopped while the case ran.
-    fn from_outcome(outcome: Outcome) -> CaseEnd {
+    fn from_outcome(outcome: Outcome, stdio: bool) -> CaseEnd {
         match outcome {
-            Outcome::Exited(0) => CaseEnd::Finished,
+            Outcome::Exited(0) if stdio => CaseEnd::Finished,
             Outcome::Exited(status) => CaseEnd::Exited(status),
             Outcome::TimeLimit => CaseEnd::TimeLimit,
             Outcome::MemoryLimit => CaseEnd::MemoryLimit,
@@ -149,6 +254,8 @@ pub struct CaseRun {
     pub stderr: Vec<u8>,
     /// Fuel the case burned.
     pub fuel_used: u64,
+    /// [`Mode::Assert`]: the step that was running when the case ended.
+    pub step: Option<usize>,
 }
 
 /// Decides, after each case, whether to run the next one. It may take the
@@ -162,17 +269,18 @@ pub struct CompileError {
     pub kind: String,
     /// The message, with the line.
     pub message: String,
-    /// The test code ([`Mode::Assert`]) failed to compile, not the program.
-    pub in_tests: bool,
 }
 
 /// Everything [`Sandbox::run_cases`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CasesRun {
-    /// The program (or the assert tests) did not compile; no case ran.
+    /// The program did not compile; no case ran.
     pub compile_error: Option<CompileError>,
     /// One entry per case, `None` for cases not run (after a stop).
     pub cases: Vec<Option<CaseRun>>,
+    /// The first frame that broke the protocol, which ended the run: the
+    /// program called the door itself.
+    pub broke: Option<String>,
     /// Interpreters that ran the harness (not counting the one a process
     /// starts once to compile it).
     pub instances: u32,
@@ -215,28 +323,20 @@ impl Sandbox {
         let output = Output::new(limits.output_bytes);
         let stdin = StdinPipe::new(Bytes::new());
         let deadline = Deadline::after(limits.wall);
-        let mut session = Session {
-            job: Arc::new(Job {
+        let mut session = Session::new(
+            Job {
+                guard: program.mode.guarded(),
                 program,
                 cases,
                 limits: limits.clone(),
                 keep_going,
-            }),
-            output: output.clone(),
-            stdin: stdin.clone(),
-            deadline: deadline.clone(),
-            cancel: cancel.clone(),
-            harness_code: Arc::clone(&self.inner.harness_code),
-            started: false,
-            compiled_harness: false,
-            current: None,
-            next: 0,
-            first_in_instance: None,
-            results: vec![None; total],
-            compile_error: None,
-            stopped: false,
-            restart: false,
-        };
+            },
+            output.clone(),
+            stdin.clone(),
+            deadline.clone(),
+            cancel.clone(),
+            Arc::clone(&self.inner.harness_code),
+        );
         let mut instances = 0;
         while !session.stopped && session.next < total && !cancel.is_cancelled() {
             output.reset();
@@ -261,6 +361,7 @@ impl Sandbox {
         Ok(CasesRun {
             compile_error: session.compile_error,
             cases: session.results,
+            broke: session.broke,
             instances,
             elapsed: started.elapsed(),
             cancelled: cancel.is_cancelled(),
@@ -271,9 +372,50 @@ impl Sandbox {
 /// What a session runs; shared, never changed.
 struct Job {
     program: Program,
+    /// Test code runs in the sandbox: the harness guards itself.
+    guard: bool,
     cases: Vec<CaseInput>,
     limits: Limits,
     keep_going: KeepGoing,
+}
+
+/// Where the conversation with the current instance's harness is, which
+/// decides the one kind of frame (or two) the host accepts next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A fresh instance: the bootstrap's `harness` and `harness_code`, then
+    /// the harness's `start`.
+    Boot,
+    /// After `start`, before the first case: `compile_error` or `next`.
+    Started,
+    /// Between cases: `next`.
+    Idle,
+    /// Case `k`'s program runs: `result`, or in assert mode `tests`.
+    Program(usize),
+    /// Case `k`'s step `i` runs: `result`, or `value` (a call step), or
+    /// `ran` (a code step).
+    Step(usize, usize),
+}
+
+impl Phase {
+    /// The case running, and its step.
+    fn case(self) -> Option<(usize, Option<usize>)> {
+        match self {
+            Phase::Program(k) => Some((k, None)),
+            Phase::Step(k, i) => Some((k, Some(i))),
+            _ => None,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Phase::Boot => "before the harness started".into(),
+            Phase::Started => "before the first case".into(),
+            Phase::Idle => "between cases".into(),
+            Phase::Program(k) => format!("while case {}'s program ran", k + 1),
+            Phase::Step(k, i) => format!("while step {} of case {}'s tests ran", i + 1, k + 1),
+        }
+    }
 }
 
 /// The host's side of the harness protocol, carried from one instance's
@@ -286,20 +428,22 @@ pub(crate) struct Session {
     cancel: Cancel,
     /// The sandbox's compiled harness, once a bootstrap has handed it over.
     harness_code: Arc<OnceLock<Vec<u8>>>,
-    /// This instance's harness has asked for the program: from now on the
-    /// program's code may run, and the bootstrap frames are refused.
-    started: bool,
+    /// Draws the keys.
+    keys: StdRng,
+    /// The key the next frame must carry: the one in the host's last reply.
+    key: Option<String>,
+    phase: Phase,
     /// This instance's bootstrap compiled the harness (and then quits).
     compiled_harness: bool,
-    /// The case running now, between its `next` and its `result`.
-    current: Option<usize>,
     /// The next case to hand out.
     next: usize,
     /// The first case this instance ran.
     first_in_instance: Option<usize>,
     results: Vec<Option<CaseRun>>,
     compile_error: Option<CompileError>,
-    /// No more cases: a compile error, or `keep_going` said stop.
+    broke: Option<String>,
+    /// No more cases: a compile error, a broken protocol, or `keep_going`
+    /// said stop.
     stopped: bool,
     /// The harness asked for a fresh interpreter after its last case.
     restart: bool,
@@ -319,156 +463,254 @@ pub(crate) struct Arm {
     pub(crate) epoch_ticks: u64,
 }
 
-/// A frame from the harness.
+/// A frame from the harness: its `op`, its key, and the fields of the ops
+/// that have any.
 #[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum Request {
-    Harness,
-    Start,
-    CompileError {
-        kind: String,
-        message: String,
-        #[serde(rename = "in")]
-        place: String,
-    },
-    Next,
-    Result(Report),
-}
-
-/// How the harness saw a case end.
-#[derive(Deserialize)]
-struct Report {
-    status: String,
+struct Frame {
+    op: String,
+    key: Option<String>,
+    status: Option<String>,
     code: Option<i32>,
     kind: Option<String>,
     message: Option<String>,
     value: Option<String>,
-    #[serde(rename = "in")]
-    place: Option<String>,
     /// The harness cannot go on (the program closed a standard fd) and
     /// quits after this frame.
     #[serde(default)]
     restart: bool,
 }
 
-impl Report {
-    fn into_end(self) -> Result<CaseEnd, String> {
-        Ok(match self.status.as_str() {
-            "ok" => self.value.map_or(CaseEnd::Finished, CaseEnd::Returned),
-            "exit" => CaseEnd::Exited(self.code.ok_or("`exit` without `code`")?),
-            "raised" => CaseEnd::Raised {
-                kind: self.kind.unwrap_or_default(),
-                message: self.message.unwrap_or_default(),
-                in_tests: self.place.as_deref() == Some("tests"),
-            },
-            "unserialisable" => CaseEnd::Unserialisable(self.message.unwrap_or_default()),
-            other => return Err(format!("unknown status {other:?}")),
-        })
-    }
-}
+/// A frame that broke the protocol; the item ends (the door traps).
+#[derive(Debug)]
+pub(crate) struct Broken(pub(crate) String);
 
 impl Session {
+    fn new(
+        job: Job,
+        output: Output,
+        stdin: StdinPipe,
+        deadline: Deadline,
+        cancel: Cancel,
+        harness_code: Arc<OnceLock<Vec<u8>>>,
+    ) -> Session {
+        let total = job.cases.len();
+        Session {
+            job: Arc::new(job),
+            output,
+            stdin,
+            deadline,
+            cancel,
+            harness_code,
+            keys: rand::make_rng(),
+            key: None,
+            phase: Phase::Boot,
+            compiled_harness: false,
+            next: 0,
+            first_in_instance: None,
+            results: vec![None; total],
+            compile_error: None,
+            broke: None,
+            stopped: false,
+            restart: false,
+        }
+    }
+
     /// Answers one frame from the guest. `fuel_left` is the store's fuel
-    /// when the frame arrived. An `Err` is a frame that breaks the protocol
-    /// (the door answers a fault and nothing changes).
-    pub(crate) fn answer(&mut self, frame: &[u8], fuel_left: u64) -> Result<Reply, String> {
-        let reply = |value: serde_json::Value| Reply {
-            bytes: value.to_string().into_bytes(),
-            arm: None,
-        };
+    /// when the frame arrived. An `Err` is a frame that broke the protocol:
+    /// it has been recorded, and the instance must stop.
+    pub(crate) fn answer(&mut self, frame: &[u8], fuel_left: u64) -> Result<Reply, Broken> {
         if let Some(code) = frame.strip_prefix(HARNESS_CODE_TAG) {
-            if self.started {
-                return Err("harness code after start".into());
+            if self.phase != Phase::Boot {
+                return Err(self.broken("the bootstrap's `harness_code`"));
             }
             // A concurrent bootstrap may have been first; both compiled the
             // same source in the same guest.
             let _ = self.harness_code.set(code.to_vec());
             self.compiled_harness = true;
-            return Ok(reply(json!({})));
+            return Ok(plain(json!({})));
         }
-        let request: Request = serde_json::from_slice(frame).map_err(|e| e.to_string())?;
-        match request {
-            Request::Harness => {
-                if self.started {
-                    return Err("harness requested after start".into());
-                }
+        let Ok(frame) = serde_json::from_slice::<Frame>(frame) else {
+            return Err(self.broken("a frame that is not the protocol's"));
+        };
+        match (self.phase, frame.op.as_str()) {
+            (Phase::Boot, "harness") => {
                 let bytes = match self.harness_code.get() {
                     Some(code) => [b"M".as_slice(), code].concat(),
                     None => [b"S".as_slice(), HARNESS.as_bytes()].concat(),
                 };
-                Ok(Reply { bytes, arm: None })
+                return Ok(Reply { bytes, arm: None });
             }
-            Request::Start => {
-                self.started = true;
-                let job = &self.job;
-                Ok(reply(match &job.program.mode {
-                    Mode::Stdio => json!({"mode": "stdio", "source": job.program.source}),
+            (Phase::Boot, "start") => {
+                self.phase = Phase::Started;
+                let job = Arc::clone(&self.job);
+                let source = &job.program.source;
+                return Ok(self.reply(match &job.program.mode {
+                    Mode::Stdio => json!({"mode": "stdio", "source": source}),
                     Mode::Function { fn_name } => {
-                        json!({"mode": "function", "source": job.program.source, "fn_name": fn_name})
+                        json!({"mode": "function", "source": source, "fn_name": fn_name})
                     }
-                    Mode::Assert { tests } => {
-                        json!({"mode": "assert", "source": job.program.source, "tests": tests})
-                    }
-                }))
+                    Mode::Assert { .. } => json!({"mode": "assert", "source": source, "guard": job.guard}),
+                }));
             }
-            Request::CompileError { kind, message, place } => {
-                if self.current.is_some() || self.compile_error.is_some() {
-                    return Err("compile_error out of turn".into());
-                }
+            _ => {}
+        }
+        if self.phase == Phase::Boot || frame.key.is_none() || frame.key != self.key {
+            return Err(self.broken(&format!("a `{}` frame without the harness's key", frame.op)));
+        }
+        match (self.phase, frame.op.as_str()) {
+            (Phase::Started, "compile_error") => {
                 self.compile_error = Some(CompileError {
-                    kind,
-                    message,
-                    in_tests: place == "tests",
+                    kind: frame.kind.unwrap_or_default(),
+                    message: frame.message.unwrap_or_default(),
                 });
                 self.stopped = true;
-                Ok(reply(json!({})))
+                Ok(self.reply(json!({})))
             }
-            Request::Next => {
-                if self.current.is_some() {
-                    return Err("next during a case".into());
+            (Phase::Started | Phase::Idle, "next") => Ok(self.start_case()),
+            (Phase::Program(k) | Phase::Step(k, _), "result") => {
+                let end = self.result_end(frame)?;
+                self.record(k, end, fuel_left);
+                Ok(self.reply(json!({})))
+            }
+            (Phase::Program(k), "tests") if matches!(self.job.program.mode, Mode::Assert { .. }) => {
+                Ok(self.step(k, 0, fuel_left))
+            }
+            (Phase::Step(k, i), "value") if matches!(self.steps().get(i), Some(Step::Call { .. })) => {
+                let Some(value) = frame.value else {
+                    return Err(self.broken("a `value` frame without a value"));
+                };
+                let Some(Step::Call { check, .. }) = self.steps().get(i) else {
+                    unreachable!("checked above")
+                };
+                let check = check.clone();
+                if (check.0)(&value) {
+                    Ok(self.step(k, i + 1, fuel_left))
+                } else {
+                    self.record(k, CaseEnd::Rejected { step: i, value }, fuel_left);
+                    Ok(self.reply(json!({"end": true})))
                 }
-                if self.stopped || self.next >= self.job.cases.len() || self.cancel.is_cancelled() {
-                    return Ok(reply(json!({"done": true})));
-                }
-                let k = self.next;
-                self.next += 1;
-                self.current = Some(k);
-                self.first_in_instance.get_or_insert(k);
-                let case = &self.job.cases[k];
-                self.stdin.refill(case.stdin.clone());
-                self.output.reset();
-                let limits = &self.job.limits;
-                self.deadline.reset(limits.wall);
-                let mut answer = reply(json!({"case": k, "args": case.args}));
-                answer.arm = Some(Arm {
-                    fuel: limits.fuel,
-                    // The wall backstop is the `Deadline` just reset; the
-                    // epoch callback checks it, and the cancel flag, at
-                    // every tick.
-                    epoch_ticks: 1,
-                });
-                Ok(answer)
             }
-            Request::Result(report) => {
-                let k = self.current.ok_or("result outside a case")?;
-                self.restart = report.restart;
-                let end = report.into_end()?;
-                self.current = None;
-                let fuel_used = self.job.limits.fuel.saturating_sub(fuel_left);
-                self.record(k, end, fuel_used);
-                Ok(reply(json!({})))
+            (Phase::Step(k, i), "ran") if matches!(self.steps().get(i), Some(Step::Code { .. })) => {
+                Ok(self.step(k, i + 1, fuel_left))
             }
+            (phase, op) => Err(self.broken(&format!("a `{op}` frame {}", phase.describe()))),
         }
     }
 
-    /// Stores case `k`'s run and asks whether to go on.
-    fn record(&mut self, k: usize, end: CaseEnd, fuel_used: u64) {
+    /// The assert steps (none in other modes).
+    fn steps(&self) -> &[Step] {
+        match &self.job.program.mode {
+            Mode::Assert { steps } => steps,
+            _ => &[],
+        }
+    }
+
+    /// A reply carrying a fresh key, which the next frame must carry.
+    fn reply(&mut self, mut body: serde_json::Value) -> Reply {
+        let key = format!("{:016x}{:016x}", self.keys.next_u64(), self.keys.next_u64());
+        body["key"] = json!(key);
+        self.key = Some(key);
+        plain(body)
+    }
+
+    /// Records a frame that broke the protocol, against the case running
+    /// (if any) and the item, and stops the run.
+    fn broken(&mut self, what: &str) -> Broken {
+        let why = format!("{what} came {}", self.phase.describe());
+        if let Some((k, _)) = self.phase.case() {
+            self.record(k, CaseEnd::Broke(why.clone()), self.job.limits.fuel);
+        }
+        self.broke.get_or_insert_with(|| why.clone());
+        self.stopped = true;
+        Broken(why)
+    }
+
+    /// `next`: the next case, with its fresh budget, or `done`.
+    fn start_case(&mut self) -> Reply {
+        if self.stopped || self.next >= self.job.cases.len() || self.cancel.is_cancelled() {
+            self.phase = Phase::Idle;
+            return self.reply(json!({"done": true}));
+        }
+        let k = self.next;
+        self.next += 1;
+        self.phase = Phase::Program(k);
+        self.first_in_instance.get_or_insert(k);
+        let job = Arc::clone(&self.job);
+        let case = &job.cases[k];
+        self.stdin.refill(case.stdin.clone());
+        self.output.reset();
+        self.deadline.reset(job.limits.wall);
+        let mut answer = self.reply(json!({"case": k, "args": case.args}));
+        answer.arm = Some(Arm {
+            fuel: job.limits.fuel,
+            // The wall backstop is the `Deadline` just reset; the epoch
+            // callback checks it, and the cancel flag, at every tick.
+            epoch_ticks: 1,
+        });
+        answer
+    }
+
+    /// Step `i` of case `k`'s tests, or `end` when they are all done.
+    fn step(&mut self, k: usize, i: usize, fuel_left: u64) -> Reply {
+        let job = Arc::clone(&self.job);
+        let Mode::Assert { steps } = &job.program.mode else {
+            unreachable!("steps are assert mode's")
+        };
+        let Some(step) = steps.get(i) else {
+            self.record(k, CaseEnd::TestsPassed, fuel_left);
+            return self.reply(json!({"end": true}));
+        };
+        self.phase = Phase::Step(k, i);
+        self.reply(match step {
+            Step::Call {
+                name,
+                args,
+                kwargs,
+                wrap,
+                ..
+            } => json!({"call": name, "args": args, "kwargs": kwargs, "wrap": wrap}),
+            Step::Code { source, line, import } => json!({"code": source, "line": line, "import": import}),
+        })
+    }
+
+    /// How a `result` frame says the case ended, as its mode allows.
+    fn result_end(&mut self, frame: Frame) -> Result<CaseEnd, Broken> {
+        self.restart = frame.restart;
+        let in_tests = matches!(self.phase, Phase::Step(..));
+        let mode = &self.job.program.mode;
+        Ok(match (frame.status.as_deref(), mode) {
+            (Some("ok"), Mode::Stdio) => CaseEnd::Finished,
+            (Some("ok"), Mode::Function { .. }) if frame.value.is_some() => {
+                CaseEnd::Returned(frame.value.unwrap_or_default())
+            }
+            (Some("exit"), _) if frame.code.is_some() => match frame.code {
+                Some(0) if matches!(mode, Mode::Stdio) => CaseEnd::Finished,
+                code => CaseEnd::Exited(code.unwrap_or_default()),
+            },
+            (Some("raised"), _) => CaseEnd::Raised {
+                kind: frame.kind.unwrap_or_default(),
+                message: frame.message.unwrap_or_default(),
+                in_tests,
+            },
+            (Some("unserialisable"), Mode::Function { .. } | Mode::Assert { .. }) => {
+                CaseEnd::Unserialisable(frame.message.unwrap_or_default())
+            }
+            (status, _) => return Err(self.broken(&format!("a `result` frame with status {status:?}"))),
+        })
+    }
+
+    /// Stores case `k`'s run and asks whether to go on; the instance is
+    /// then between cases.
+    fn record(&mut self, k: usize, end: CaseEnd, fuel_left: u64) {
+        let step = self.phase.case().and_then(|(_, step)| step);
+        self.phase = Phase::Idle;
         let (stdout, stderr) = self.output.take();
         let mut run = CaseRun {
             end,
             stdout,
             stderr,
-            fuel_used,
+            fuel_used: self.job.limits.fuel.saturating_sub(fuel_left),
+            step,
         };
         if !(self.job.keep_going)(k, &mut run) {
             self.stopped = true;
@@ -484,17 +726,22 @@ impl Session {
     /// false for that harness-compiling instance.
     fn instance_ended(&mut self, outcome: Outcome, fuel_used: u64) -> bool {
         let first = self.first_in_instance.take();
-        self.started = false;
-        if std::mem::take(&mut self.compiled_harness) && self.current.is_none() {
+        let phase = std::mem::replace(&mut self.phase, Phase::Boot);
+        self.key = None;
+        if std::mem::take(&mut self.compiled_harness) && phase == Phase::Boot {
             return false;
         }
         let restart = std::mem::take(&mut self.restart);
-        if let Some(k) = self.current.take() {
+        let stdio = matches!(self.job.program.mode, Mode::Stdio);
+        let fuel_left = self.job.limits.fuel.saturating_sub(fuel_used);
+        if let Some((k, _)) = phase.case() {
             if outcome == Outcome::MemoryLimit && first != Some(k) {
                 self.next = k;
                 return true;
             }
-            self.record(k, CaseEnd::from_outcome(outcome), fuel_used);
+            self.phase = phase;
+            self.record(k, CaseEnd::from_outcome(outcome, stdio), fuel_left);
+            self.phase = Phase::Boot;
         } else if !restart && !self.stopped && self.next < self.job.cases.len() {
             let k = self.next;
             self.next += 1;
@@ -503,11 +750,20 @@ impl Session {
                     "the interpreter exited (status {status}) before case {} began",
                     k + 1
                 )),
-                other => CaseEnd::from_outcome(other),
+                other => CaseEnd::from_outcome(other, stdio),
             };
-            self.record(k, end, fuel_used);
+            self.record(k, end, fuel_left);
+            self.phase = Phase::Boot;
         }
         true
+    }
+}
+
+/// A reply without a key (the bootstrap's).
+fn plain(body: serde_json::Value) -> Reply {
+    Reply {
+        bytes: body.to_string().into_bytes(),
+        arm: None,
     }
 }
 
@@ -516,6 +772,7 @@ mod tests {
     use super::*;
     use crate::sandbox::limits::fuel_for;
     use crate::sandbox::test_sandbox;
+    use serde_json::json;
 
     fn small() -> Limits {
         Limits {
@@ -861,7 +1118,6 @@ mod tests {
         };
         let error = run.compile_error.as_ref().expect("a compile error");
         assert_eq!(error.kind, "SyntaxError", "{error:?}");
-        assert!(!error.in_tests);
         assert!(run.cases.iter().all(Option::is_none));
     }
 
@@ -932,34 +1188,370 @@ mod tests {
         )
     }
 
+    /// A call step whose value the host accepts when it is this typed JSON.
+    fn call(name: &str, args: &str, want: &'static str) -> Step {
+        Step::Call {
+            name: name.into(),
+            args: args.into(),
+            kwargs: None,
+            wrap: None,
+            check: ValueCheck(Arc::new(move |value: &str| value == want)),
+        }
+    }
+
+    fn code(source: &str, line: u32) -> Step {
+        Step::Code {
+            source: source.into(),
+            line,
+            import: false,
+        }
+    }
+
+    fn run_steps(source: &str, steps: Vec<Step>) -> Option<CasesRun> {
+        run_job(
+            Program {
+                source: source.into(),
+                mode: Mode::Assert { steps },
+            },
+            vec![CaseInput::default()],
+            &small(),
+            always(),
+        )
+    }
+
     #[test]
-    fn assert_mode_tells_failed_asserts_from_program_errors() {
-        let assert = |source: &str, tests: &str| {
-            run_job(
-                Program {
-                    source: source.into(),
-                    mode: Mode::Assert { tests: tests.into() },
-                },
-                vec![CaseInput::default()],
-                &small(),
-                always(),
-            )
+    fn assert_steps_run_in_order_and_the_host_decides_the_calls() {
+        let add = "def add(a, b): return a + b\nlog = []\n";
+        let steps = || {
+            vec![
+                call("add", "[1,2]", "3"),
+                code("assert add(2, 2) == 4\nlog.append(1)", 2),
+                call(
+                    "add",
+                    r#"[{"tuple":[1]},{"tuple":[2.5]}]"#,
+                    r#"{"tuple":[1,2.5]}"#,
+                ),
+            ]
         };
-        let Some(good) = assert("def add(a, b): return a + b\n", "assert add(1, 2) == 3\n") else {
+        let Some(good) = run_steps(add, steps()) else {
             return;
         };
-        assert_eq!(case(&good, 0).end, CaseEnd::Finished);
-        let wrong = assert("def add(a, b): return a - b\n", "assert add(1, 2) == 3\n").expect("sandbox");
-        assert!(
-            matches!(&case(&wrong, 0).end, CaseEnd::Raised { kind, in_tests: true, .. } if kind == "AssertionError")
+        assert_eq!(case(&good, 0).end, CaseEnd::TestsPassed, "{good:?}");
+        assert!(good.broke.is_none());
+
+        let wrong = run_steps("def add(a, b): return a * b\nlog = []\n", steps()).expect("sandbox");
+        assert_eq!(
+            case(&wrong, 0).end,
+            CaseEnd::Rejected {
+                step: 0,
+                value: "2".into()
+            }
         );
-        let own = assert("assert False, 'own'\n", "pass\n").expect("sandbox");
+        // A failed assert in code run in the sandbox, at its own line.
+        let off = run_steps(
+            "def add(a, b): return a + b if a != 2 else 5\nlog = []\n",
+            steps(),
+        )
+        .expect("sandbox");
+        let end = &case(&off, 0);
+        assert!(
+            matches!(&end.end, CaseEnd::Raised { kind, in_tests: true, .. } if kind == "AssertionError"),
+            "{end:?}"
+        );
+        assert_eq!(end.step, Some(1));
+        assert!(out_err(end).contains("line 2"), "{}", out_err(end));
+        // The program's own error, before any step.
+        let own = run_steps("assert False, 'own'\n", steps()).expect("sandbox");
         assert!(matches!(
             &case(&own, 0).end,
             CaseEnd::Raised { in_tests: false, .. }
         ));
-        let bad_tests = assert("x = 1\n", "assert (\n").expect("sandbox");
-        assert!(bad_tests.compile_error.as_ref().is_some_and(|e| e.in_tests));
+        assert_eq!(case(&own, 0).step, None);
+        // No steps: the program only has to finish.
+        let none = run_steps("x = 1\n", vec![]).expect("sandbox");
+        assert_eq!(case(&none, 0).end, CaseEnd::TestsPassed);
+    }
+
+    fn out_err(run: &CaseRun) -> String {
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    }
+
+    /// The issue's first hacks: any exit before the host saw the tests
+    /// through fails the case, status 0 included, wherever it happens.
+    #[test]
+    fn an_exit_before_the_tests_end_fails_the_case() {
+        let steps = || vec![call("add", "[1,2]", "3")];
+        for (name, source) in [
+            ("sys.exit(0)", "import sys\nsys.exit(0)\n"),
+            ("raise SystemExit", "raise SystemExit\n"),
+            ("exit()", "exit()\n"),
+            ("quit(0)", "quit(0)\n"),
+            ("os._exit(0)", "import os\nos._exit(0)\n"),
+            (
+                "sys.exit(0) in the function",
+                "import sys\ndef add(a, b): sys.exit(0)\n",
+            ),
+            (
+                "os._exit(0) in the function",
+                "import os\ndef add(a, b): os._exit(0)\n",
+            ),
+        ] {
+            let Some(run) = run_steps(source, steps()) else {
+                return;
+            };
+            assert_eq!(case(&run, 0).end, CaseEnd::Exited(0), "{name}: {run:?}");
+        }
+    }
+
+    /// Frames the program sends itself break the protocol: in its own
+    /// phase, during the tests, and between cases (a finalizer).
+    #[test]
+    fn a_forged_frame_ends_the_item() {
+        let forge = |frame: &str| format!("import _host\n_host.call(b'{frame}')\n");
+        for (name, source) in [
+            ("a result", forge(r#"{"op": "result", "status": "ok"}"#)),
+            ("tests done", forge(r#"{"op": "tests"}"#)),
+            (
+                "a compile error in the tests",
+                forge(r#"{"op": "compile_error", "kind": "SyntaxError", "message": "x", "in": "tests"}"#),
+            ),
+            (
+                "a guessed key",
+                forge(r#"{"op": "result", "status": "ok", "key": "00000000000000000000000000000000"}"#),
+            ),
+            ("not json", forge("not json")),
+            ("the bootstrap's frame", forge("harness_code\\nxx")),
+        ] {
+            let Some(run) = run_steps(
+                &(source + "def add(a, b): return a + b\n"),
+                vec![call("add", "[1,2]", "3")],
+            ) else {
+                return;
+            };
+            assert!(run.broke.is_some(), "{name}: {run:?}");
+            assert!(matches!(&case(&run, 0).end, CaseEnd::Broke(_)), "{name}: {run:?}");
+        }
+        // During a step: the function called by the tests forges.
+        let during = run_steps(
+            "import _host\ndef add(a, b):\n    _host.call(b'{\"op\": \"value\", \"value\": \"3\"}')\n    return 3\n",
+            vec![call("add", "[1,2]", "3")],
+        )
+        .expect("sandbox");
+        assert!(
+            matches!(&case(&during, 0).end, CaseEnd::Broke(why) if why.contains("step 1")),
+            "{during:?}"
+        );
+        // After its case: a finalizer of case 1's globals (a cycle: its
+        // class refers to them), collected while case 2 runs.
+        let program = stdio(
+            "import _host, gc\n\
+             gc.collect()\n\
+             class Later:\n    def __del__(self):\n        _host.call(b'{\"op\": \"next\"}')\n\
+             keep = Later()\nprint(input())\n",
+        );
+        let run = run_job(program, inputs(&["a", "b"]), &small(), always()).expect("sandbox");
+        assert!(run.broke.is_some(), "{run:?}");
+        assert_eq!(case(&run, 0).end, CaseEnd::Finished);
+        assert!(matches!(&case(&run, 1).end, CaseEnd::Broke(_)), "{run:?}");
+    }
+
+    /// A session as `run_cases` makes one, for driving the protocol by hand.
+    fn session(mode: Mode, cases: usize) -> Session {
+        Session::new(
+            Job {
+                guard: mode.guarded(),
+                program: Program {
+                    source: "pass".into(),
+                    mode,
+                },
+                cases: vec![CaseInput::default(); cases],
+                limits: small(),
+                keep_going: always(),
+            },
+            Output::new(1 << 20),
+            StdinPipe::new(Bytes::new()),
+            Deadline::after(Duration::from_secs(10)),
+            Arc::default(),
+        )
+    }
+
+    /// Sends `frame` with the session's current key (unless it has one);
+    /// the reply, or why the protocol broke.
+    fn send(s: &mut Session, mut frame: serde_json::Value) -> Result<serde_json::Value, String> {
+        if frame.get("key").is_none() {
+            if let Some(key) = &s.key {
+                frame["key"] = json!(key);
+            }
+        }
+        let reply = s.answer(frame.to_string().as_bytes(), 0).map_err(|b| b.0)?;
+        Ok(serde_json::from_slice(&reply.bytes).unwrap_or(json!(null)))
+    }
+
+    /// The protocol's table: each frame in each phase, by hand, with no
+    /// guest; what the harness sends in order passes, anything else breaks
+    /// the item.
+    #[test]
+    fn each_frame_is_accepted_only_in_its_phase() {
+        let steps = vec![call("f", "[]", "1"), code("pass", 2)];
+        let harness_order = |s: &mut Session| {
+            send(s, json!({"op": "harness"})).unwrap();
+            let start = send(s, json!({"op": "start"})).unwrap();
+            assert_eq!(start["guard"], json!(true));
+            assert!(start["key"].as_str().is_some_and(|k| k.len() == 32));
+            assert_eq!(send(s, json!({"op": "next"})).unwrap()["case"], json!(0));
+            let first = send(s, json!({"op": "tests"})).unwrap();
+            assert_eq!(first["call"], json!("f"));
+            let second = send(s, json!({"op": "value", "value": "1"})).unwrap();
+            assert_eq!(second["code"], json!("pass"));
+            assert_eq!(send(s, json!({"op": "ran"})).unwrap()["end"], json!(true));
+            assert_eq!(send(s, json!({"op": "next"})).unwrap()["done"], json!(true));
+        };
+        let mut s = session(Mode::Assert { steps: steps.clone() }, 1);
+        harness_order(&mut s);
+        assert_eq!(s.results[0].as_ref().map(|r| &r.end), Some(&CaseEnd::TestsPassed));
+        assert!(s.broke.is_none());
+
+        // Each wrong frame, at each point of that order, breaks the item.
+        let wrong = [
+            json!({"op": "start"}),
+            json!({"op": "harness"}),
+            json!({"op": "compile_error", "kind": "SyntaxError", "message": "x", "in": "tests"}),
+            json!({"op": "result", "status": "ok"}),
+            json!({"op": "tests"}),
+            json!({"op": "value", "value": "1"}),
+            json!({"op": "ran"}),
+            json!({"op": "next", "key": "not the key"}),
+            json!({"op": "mystery"}),
+        ];
+        let order = [
+            json!({"op": "harness"}),
+            json!({"op": "start"}),
+            json!({"op": "next"}),
+            json!({"op": "tests"}),
+            json!({"op": "value", "value": "1"}),
+            json!({"op": "ran"}),
+            json!({"op": "next"}),
+        ];
+        for at in 0..order.len() {
+            for bad in &wrong {
+                // What the harness itself sends at this point passes (a
+                // second `harness` before `start` too: no program runs yet).
+                let op = bad["op"].as_str().unwrap_or_default();
+                let allowed = match at {
+                    0 | 1 => op == "harness" || op == "start",
+                    2 => op == "compile_error",
+                    3 => op == "tests",
+                    4 => op == "value",
+                    5 => op == "ran",
+                    _ => op == "next",
+                } && bad.get("key").is_none();
+                let mut s = session(Mode::Assert { steps: steps.clone() }, 1);
+                for frame in &order[..at] {
+                    send(&mut s, frame.clone()).unwrap();
+                }
+                let answer = send(&mut s, bad.clone());
+                if allowed {
+                    continue;
+                }
+                assert!(answer.is_err(), "{bad} at step {at} was accepted: {answer:?}");
+                assert!(s.broke.is_some() && s.stopped);
+            }
+        }
+        // `result` says "ok" only in stdio and function mode.
+        let mut s = session(Mode::Assert { steps }, 1);
+        for frame in &order[..3] {
+            send(&mut s, frame.clone()).unwrap();
+        }
+        assert!(send(&mut s, json!({"op": "result", "status": "ok"})).is_err());
+        assert!(matches!(
+            s.results[0].as_ref().map(|r| &r.end),
+            Some(CaseEnd::Broke(_))
+        ));
+        // A stdio program exiting 0 finished; a function's did not return.
+        for (mode, end) in [
+            (Mode::Stdio, CaseEnd::Finished),
+            (Mode::Function { fn_name: "f".into() }, CaseEnd::Exited(0)),
+        ] {
+            let mut s = session(mode, 1);
+            for frame in &order[..3] {
+                send(&mut s, frame.clone()).unwrap();
+            }
+            send(&mut s, json!({"op": "result", "status": "exit", "code": 0})).unwrap();
+            assert_eq!(s.results[0].as_ref().map(|r| &r.end), Some(&end));
+        }
+    }
+
+    #[test]
+    fn test_code_runs_in_its_own_globals_and_imports_in_both() {
+        let steps = vec![
+            Step::Code {
+                source: "import math".into(),
+                line: 1,
+                import: true,
+            },
+            code("secret = 7\nassert f() == 1", 2),
+            call("g", "[]", "true"),
+        ];
+        let program = "def f(): return 1\ndef g(): return 'secret' not in globals() and math.pi > 3\n";
+        let Some(run) = run_steps(program, steps) else {
+            return;
+        };
+        assert_eq!(case(&run, 0).end, CaseEnd::TestsPassed, "{run:?}");
+    }
+
+    /// With test code in the sandbox the harness guards itself: the program
+    /// can reach no frame, no object graph, no tracer; without, nothing is
+    /// refused.
+    #[test]
+    fn guarded_runs_refuse_introspection() {
+        let probes = [
+            "import sys\nsys._getframe(1)",
+            "import sys\ntry:\n    1/0\nexcept Exception as e:\n    e.__traceback__.tb_frame",
+            "def gen():\n    yield 1\ngen().gi_frame",
+            "import gc\ngc.get_referrers(1)",
+            "import gc\ngc.get_objects()",
+            "import sys\nsys.settrace(lambda *a: None)",
+            "import sys\nsys.setprofile(lambda *a: None)",
+            "import sys\nsys.monitoring.register_callback(1, 1, print)",
+        ];
+        for probe in probes {
+            let program = format!("{probe}\ndef f(): return 1\n");
+            let Some(guarded) = run_steps(&program, vec![code("assert f() == 1", 1)]) else {
+                return;
+            };
+            assert!(
+                matches!(&case(&guarded, 0).end, CaseEnd::Raised { kind, in_tests: false, .. } if kind == "RuntimeError"),
+                "{probe}: {guarded:?}"
+            );
+            let open = run_steps(&program, vec![call("f", "[]", "1")]).expect("sandbox");
+            assert_eq!(case(&open, 0).end, CaseEnd::TestsPassed, "{probe}: {open:?}");
+        }
+        // A hook of the program's own is refused silently; the guard stays.
+        let hooked = run_steps(
+            "import sys\nsys.addaudithook(lambda *a: None)\nimport sys\nsys._getframe()\ndef f(): return 1\n",
+            vec![code("assert f() == 1", 1)],
+        )
+        .expect("sandbox");
+        assert!(matches!(&case(&hooked, 0).end, CaseEnd::Raised { kind, .. } if kind == "RuntimeError"));
+    }
+
+    /// What the program patched is put back before test code runs in the
+    /// sandbox.
+    #[test]
+    fn test_code_sees_builtins_and_modules_as_they_were() {
+        let program = "\
+import builtins, math, collections
+builtins.len = lambda x: 3
+builtins.abs = lambda x: 0
+math.isclose = lambda *a, **k: True
+collections.Counter.__eq__ = lambda self, other: True
+def f(): return [1, 2]
+";
+        let tests = "import math, collections\nassert len(f()) == 2\nassert abs(-1) == 1\nassert not math.isclose(1, 2)\nassert collections.Counter('ab') != collections.Counter('a')";
+        let Some(run) = run_steps(program, vec![code(tests, 1)]) else {
+            return;
+        };
+        assert_eq!(case(&run, 0).end, CaseEnd::TestsPassed, "{run:?}");
     }
 
     #[test]
@@ -996,21 +1588,58 @@ mod tests {
         assert_eq!(&fields[1..], ["0.05", "2025"], "{text}");
     }
 
+    /// Sleeping is spending: a sleep burns the fuel its time is worth, at
+    /// once, so a long one is a time limit at once and a short one costs no
+    /// wall time.
     #[test]
-    fn the_program_cannot_forge_door_frames() {
-        let program = stdio(
-            "import _host\n\
-             try:\n    _host.call(b'not json')\nexcept OSError as e:\n    print('refused', e)\n\
-             try:\n    _host.call(b'{\"op\": \"next\"}')\nexcept OSError:\n    print('next refused')\n\
-             for frame in [b'harness_code\\nxx', b'{\"op\": \"harness\"}']:\n\
-             \x20   try:\n        _host.call(frame)\n    except OSError:\n        print('boot refused')\n",
-        );
-        let Some(run) = run_job(program, inputs(&[""]), &small(), always()) else {
+    fn sleeps_advance_the_fuel_clock_and_spend_the_budget() {
+        let Some(long) = run_job(
+            stdio("import time\ntime.sleep(100)\n"),
+            inputs(&[""]),
+            &small(),
+            always(),
+        ) else {
             return;
         };
-        let text = out(case(&run, 0));
-        assert!(text.starts_with("refused"), "{text}");
-        assert!(text.contains("next refused"), "{text}");
-        assert_eq!(text.matches("boot refused").count(), 2, "{text}");
+        assert_eq!(case(&long, 0).end, CaseEnd::TimeLimit);
+        assert!(long.elapsed < Duration::from_secs(2), "{:?}", long.elapsed);
+
+        let short = run_job(
+            stdio("import time\nt = time.perf_counter()\ntime.sleep(0.5)\nprint(round(time.perf_counter() - t, 3))\n"),
+            inputs(&["", ""]),
+            &small(),
+            always(),
+        )
+        .expect("sandbox");
+        for k in 0..2 {
+            assert_eq!(out(case(&short, k)), "0.5\n", "{short:?}");
+            // The half second was paid in fuel: 3e9 of the 6e9 budget.
+            assert!(case(&short, k).fuel_used >= fuel_for(Duration::from_millis(500)));
+        }
+        assert!(short.elapsed < Duration::from_millis(400), "{:?}", short.elapsed);
+
+        // Many short sleeps add up against the 1 s budget.
+        let many = run_job(
+            stdio("import time\nfor _ in range(2000):\n    time.sleep(0.001)\nprint('done')\n"),
+            inputs(&[""]),
+            &small(),
+            always(),
+        )
+        .expect("sandbox");
+        assert_eq!(case(&many, 0).end, CaseEnd::TimeLimit);
+        // A wait on a ready descriptor returns at once.
+        let select = run_job(
+            stdio("import select, sys\nr, w, _ = select.select([sys.stdin], [sys.stdout], [], 50)\nprint(len(r), len(w), input())\n"),
+            inputs(&["x"]),
+            &small(),
+            always(),
+        )
+        .expect("sandbox");
+        let c = case(&select, 0);
+        assert_eq!(
+            (&c.end, out(c).as_str()),
+            (&CaseEnd::Finished, "1 1 x\n"),
+            "{select:?}"
+        );
     }
 }

@@ -7,8 +7,10 @@
 //! with the guest's exported `host_alloc`, writes it there and stores its
 //! address and length at the two out-pointers. A plain run has no session:
 //! the door answers [`NO_HOST`] (`ConnectionRefusedError` in the guest). A
-//! frame the host cannot use (out of bounds, too big, not the protocol)
-//! answers [`FAULT`] (`OSError` in the guest) and changes nothing.
+//! frame the host cannot read (out of bounds, too big) answers [`FAULT`]
+//! (`OSError` in the guest) and changes nothing; a frame that breaks the
+//! protocol (out of phase, without the harness's key) traps: the session has
+//! recorded it, and the instance ends.
 
 use wasmtime::{AsContextMut, Caller, Extern};
 
@@ -49,8 +51,9 @@ pub(crate) async fn call(
     let Some(session) = caller.data_mut().session.as_mut() else {
         return Ok(FAULT);
     };
-    let Ok(reply) = session.answer(&request, fuel_left) else {
-        return Ok(FAULT);
+    let reply = match session.answer(&request, fuel_left) {
+        Ok(reply) => reply,
+        Err(broken) => wasmtime::bail!("the harness protocol was broken: {}", broken.0),
     };
 
     let Some(alloc) = caller.get_export("host_alloc").and_then(Extern::into_func) else {

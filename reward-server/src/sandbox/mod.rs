@@ -25,7 +25,9 @@ mod run;
 mod streams;
 
 pub use cancel::{Cancel, CancelOnDrop, HookGuard};
-pub use cases::{CaseEnd, CaseInput, CaseRun, CasesRun, CompileError, KeepGoing, Mode, Program};
+pub use cases::{
+    CaseEnd, CaseInput, CaseRun, CasesRun, CompileError, KeepGoing, Mode, Program, Step, ValueCheck,
+};
 pub use limits::{Limits, Outcome};
 pub use run::RunResult;
 

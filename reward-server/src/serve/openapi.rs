@@ -6,8 +6,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::api::{
-    CodeTests, CompareMode, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardMode, RewardRequest,
-    RewardResponse, Task, Verdict,
+    AssertReport, CodeTests, CompareMode, ErrorBody, ExtractMode, GradeResult, Id, IoCase, Item, RewardMode,
+    RewardRequest, RewardResponse, Task, Verdict,
 };
 
 /// The service's OpenAPI document.
@@ -32,6 +32,7 @@ use crate::api::{
         ErrorBody,
         Item,
         GradeResult,
+        AssertReport,
         Verdict,
         Task,
         Id,

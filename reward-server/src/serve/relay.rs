@@ -79,6 +79,7 @@ pub(crate) async fn grade(
                     elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
                     extracted: None,
                     error: Some(why),
+                    asserts: None,
                 });
             }
         }

@@ -412,6 +412,7 @@ pub(crate) fn run_as_sandbox_fusion(
 /// | memory limit | `Failed` | `Finished`, return code 1, `MemoryError` on stderr |
 /// | output limit | `Failed` | `Finished`, return code -9 (killed), a note on stderr |
 /// | wasm trap or other crash | `Failed` | `Finished`, return code -11, the reason on stderr |
+/// | the program broke the harness protocol (called the sandbox's door) | `Failed` | `Finished`, return code -9 (killed), the reason on stderr |
 /// | no case ran, or not a script's end | `SandboxError` | null |
 ///
 /// verl scores these as a pass or fail (by stdout), -3 for the time limit
@@ -466,11 +467,25 @@ pub(crate) fn response_for(run: &CasesRun, limits: &Limits) -> RunCodeResponse {
             )),
         ),
         CaseEnd::Crashed(why) => finished(CRASHED_STATUS, Some(format!("crashed: {why}"))),
-        CaseEnd::Returned(_) | CaseEnd::Unserialisable(_) => {
+        CaseEnd::Broke(why) => finished(KILLED_STATUS, Some(broke(why))),
+        CaseEnd::Returned(_)
+        | CaseEnd::Unserialisable(_)
+        | CaseEnd::TestsPassed
+        | CaseEnd::Rejected { .. } => {
             return sandbox_error("the sandbox ran the program as a function, not as a script");
         }
     };
+    // A frame forged after the case ended (by a finalizer) still fails it.
+    if let (Some(why), CommandRunStatus::Finished, Some(0)) = (&run.broke, result.status, result.return_code)
+    {
+        return run_response(finished(KILLED_STATUS, Some(broke(why))));
+    }
     run_response(result)
+}
+
+/// The note for a program that broke the harness protocol.
+fn broke(why: &str) -> String {
+    format!("killed: the program broke the harness protocol (it called the sandbox's door itself): {why}")
 }
 
 /// An answer with a run result and the status SandboxFusion's
@@ -577,7 +592,9 @@ mod tests {
                 stdout: stdout.as_bytes().to_vec(),
                 stderr: stderr.as_bytes().to_vec(),
                 fuel_used: 1,
+                step: None,
             })],
+            broke: None,
             instances: 1,
             elapsed: Duration::from_millis(25),
             cancelled: false,
@@ -697,6 +714,13 @@ mod tests {
             (CaseEnd::MemoryLimit, "Failed", "Finished", Some(1), Err(-2)),
             (CaseEnd::OutputLimit, "Failed", "Finished", Some(-9), Err(-2)),
             (
+                CaseEnd::Broke("a forged frame".into()),
+                "Failed",
+                "Finished",
+                Some(-9),
+                Err(-2),
+            ),
+            (
                 CaseEnd::Crashed("wasm trap: call stack exhausted".into()),
                 "Failed",
                 "Finished",
@@ -754,9 +778,9 @@ mod tests {
             compile_error: Some(CompileError {
                 kind: "SyntaxError".into(),
                 message: "'(' was never closed (<solution>, line 1)".into(),
-                in_tests: false,
             }),
             cases: vec![None],
+            broke: None,
             instances: 1,
             elapsed: Duration::from_millis(5),
             cancelled: false,
@@ -779,6 +803,7 @@ mod tests {
         let run = CasesRun {
             compile_error: None,
             cases: vec![None],
+            broke: None,
             instances: 0,
             elapsed: Duration::ZERO,
             cancelled: false,

@@ -1,0 +1,459 @@
+//! Assert tests as steps the host runs one at a time, decided by the host
+//! itself wherever their shape allows.
+//!
+//! When an `assert` item is loaded, its test code goes through the
+//! converter (`sandboxes/harness/asserts.py`), which runs in a sandbox
+//! instance of its own: no submitted program ever runs there, so it can use
+//! Python's own parser and `ast.literal_eval` and be trusted. It checks that
+//! the tests compile (else the item is `invalid`) and, unless the item turns
+//! it off (`"host_compare": false`), turns each assert of the form
+//! `assert f(<literals>) == <literal>` (and a few like it: `is True`,
+//! truthiness, `math.isclose`, `abs(f(x) - v) < eps`, wrappers such as
+//! `sorted(f(x))`, HumanEval's `check(candidate)`) into a [`Step::Call`]:
+//! the sandbox calls the program's function and sends the value back as
+//! typed JSON, and a [`Check`] compares it here, with Python's semantics
+//! ([`super::pyvalue`]). The expected values never enter the program's
+//! sandbox, so an always-equal object, a patched `==` or a peek at the
+//! caller's frame cannot help. What is left runs as [`Step::Code`] inside the
+//! sandbox, where the harness guards it (see `sandboxes/harness/harness.py`
+//! and docs/CODE.md, "Residual risks").
+//!
+//! Conversions are cached by test code: the samples of one prompt share it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::pyvalue::{self, PyValue};
+use crate::api::AssertReport;
+use crate::sandbox::limits::fuel_for;
+use crate::sandbox::{Limits, Outcome, Sandbox, Step, ValueCheck};
+
+/// The converter: the typed-data codec, then the converter itself.
+const CONVERTER: &str = concat!(
+    include_str!("../../../sandboxes/harness/data.py"),
+    include_str!("../../../sandboxes/harness/asserts.py")
+);
+
+/// What the converter may use: the test code is data, not a submission, but
+/// a big one still must not hang a worker.
+fn converter_limits() -> Limits {
+    Limits {
+        fuel: fuel_for(Duration::from_secs(30)),
+        wall: Duration::from_secs(180),
+        memory_bytes: 1 << 30,
+        output_bytes: 256 << 20,
+    }
+}
+
+/// Most conversions kept, and most bytes of test code behind them.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_BYTES: usize = 64 << 20;
+
+/// How the host decides a converted assert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// `value == expected`, as Python's `==`.
+    Eq(PyValue),
+    /// `value is True` / `False` / `None`.
+    Is(PyValue),
+    /// `assert value`.
+    Truthy,
+    /// `assert not value`.
+    Falsy,
+    /// `math.isclose(value, expected, rel_tol=, abs_tol=)`.
+    IsClose {
+        /// The expected value.
+        expected: f64,
+        /// Relative tolerance.
+        rel_tol: f64,
+        /// Absolute tolerance.
+        abs_tol: f64,
+    },
+    /// `abs(value - expected) < eps` (`<=` when not `strict`).
+    AbsDiff {
+        /// The expected value.
+        expected: f64,
+        /// The bound.
+        eps: f64,
+        /// `<` rather than `<=`.
+        strict: bool,
+    },
+}
+
+impl Check {
+    /// Whether `got` passes, as the assert would have decided.
+    pub fn accepts(&self, got: &PyValue) -> bool {
+        match self {
+            Check::Eq(want) => pyvalue::py_eq(got, want),
+            Check::Is(want) => got == want,
+            Check::Truthy => got.truthy(),
+            Check::Falsy => !got.truthy(),
+            Check::IsClose {
+                expected,
+                rel_tol,
+                abs_tol,
+            } => got
+                .as_f64()
+                .is_some_and(|a| is_close(a, *expected, *rel_tol, *abs_tol)),
+            Check::AbsDiff {
+                expected,
+                eps,
+                strict,
+            } => got.as_f64().is_some_and(|a| {
+                let diff = (a - expected).abs();
+                if *strict {
+                    diff < *eps
+                } else {
+                    diff <= *eps
+                }
+            }),
+        }
+    }
+
+    /// What the assert wanted, for a message.
+    fn wanted(&self) -> String {
+        match self {
+            Check::Eq(want) => format!("== {}", pyvalue::repr(want)),
+            Check::Is(want) => format!("is {}", pyvalue::repr(want)),
+            Check::Truthy => "a true value".into(),
+            Check::Falsy => "a false value".into(),
+            Check::IsClose {
+                expected,
+                rel_tol,
+                abs_tol,
+            } => format!("close to {expected:?} (rel_tol={rel_tol:?}, abs_tol={abs_tol:?})"),
+            Check::AbsDiff {
+                expected,
+                eps,
+                strict,
+            } => {
+                format!(
+                    "within {eps:?} of {expected:?}{}",
+                    if *strict { "" } else { " or exactly that" }
+                )
+            }
+        }
+    }
+}
+
+/// Python's `math.isclose`.
+fn is_close(a: f64, b: f64, rel_tol: f64, abs_tol: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    if a.is_infinite() || b.is_infinite() {
+        return false;
+    }
+    let diff = (b - a).abs();
+    diff <= (rel_tol * b).abs() || diff <= (rel_tol * a).abs() || diff <= abs_tol
+}
+
+/// An assert item's tests, ready to run.
+#[derive(Debug)]
+pub struct AssertPlan {
+    /// The steps for the sandbox.
+    pub steps: Vec<Step>,
+    /// For each step: its line and, for a call, what was called and how
+    /// it is checked (for messages).
+    described: Vec<Described>,
+    /// Which lines the host compared and which ran in the sandbox.
+    pub report: AssertReport,
+}
+
+#[derive(Debug)]
+struct Described {
+    line: u32,
+    call: Option<(String, Check)>,
+}
+
+impl AssertPlan {
+    /// The line of the test code where step `step` starts.
+    pub fn line_of(&self, step: usize) -> Option<u32> {
+        self.described.get(step).map(|d| d.line)
+    }
+
+    /// Why the host rejected `value` (typed JSON) at call step `step`.
+    pub fn rejection(&self, step: usize, value: &str) -> String {
+        let got = pyvalue::parse(value).map_or_else(|e| format!("<unreadable: {e}>"), |v| pyvalue::repr(&v));
+        match self.described.get(step) {
+            Some(Described {
+                line,
+                call: Some((text, check)),
+            }) => format!(
+                "the test on line {line} failed (compared by the host): {text} returned {got}, expected {}",
+                check.wanted()
+            ),
+            _ => format!("a test failed: the value was {got}"),
+        }
+    }
+}
+
+/// The converter's answer.
+#[derive(Deserialize)]
+struct Converted {
+    error: Option<String>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+struct RawStep {
+    line: u32,
+    call: Option<String>,
+    args: Option<String>,
+    kwargs: Option<String>,
+    wrap: Option<String>,
+    check: Option<RawCheck>,
+    text: Option<String>,
+    code: Option<String>,
+    #[serde(default)]
+    import: bool,
+    #[serde(default)]
+    lines: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RawCheck {
+    Eq {
+        value: String,
+    },
+    Is {
+        value: String,
+    },
+    Truthy,
+    Falsy,
+    Isclose {
+        value: String,
+        rel_tol: f64,
+        abs_tol: f64,
+    },
+    Absdiff {
+        value: String,
+        eps: String,
+        strict: bool,
+    },
+}
+
+impl RawCheck {
+    fn into_check(self) -> Result<Check, String> {
+        let number = |text: &str| {
+            pyvalue::parse(text)?
+                .as_f64()
+                .ok_or_else(|| format!("{text} is not a number"))
+        };
+        Ok(match self {
+            RawCheck::Eq { value } => Check::Eq(pyvalue::parse(&value)?),
+            RawCheck::Is { value } => Check::Is(pyvalue::parse(&value)?),
+            RawCheck::Truthy => Check::Truthy,
+            RawCheck::Falsy => Check::Falsy,
+            RawCheck::Isclose {
+                value,
+                rel_tol,
+                abs_tol,
+            } => Check::IsClose {
+                expected: number(&value)?,
+                rel_tol,
+                abs_tol,
+            },
+            RawCheck::Absdiff { value, eps, strict } => Check::AbsDiff {
+                expected: number(&value)?,
+                eps: number(&eps)?,
+                strict,
+            },
+        })
+    }
+}
+
+/// The steps of `code`, from the cache or the converter; an `Err` says why
+/// the tests are unusable (they do not compile).
+pub fn plan(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<Arc<AssertPlan>, String> {
+    if let Some(hit) = cache().get(host_compare, code) {
+        return hit;
+    }
+    let planned = convert(sandbox, code, host_compare).map(Arc::new);
+    cache().put(host_compare, code, planned.clone());
+    planned
+}
+
+fn convert(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<AssertPlan, String> {
+    let stdin = format!("{}\n{code}", u8::from(host_compare));
+    let run = sandbox
+        .run_python(CONVERTER, stdin.as_bytes(), &converter_limits())
+        .map_err(|e| format!("the sandbox failed while reading the assert tests: {e}"))?;
+    if run.outcome != Outcome::Exited(0) {
+        // Not the tests' fault that we could not read them (they are huge,
+        // or nest deeper than our parser goes): run them whole, in the
+        // sandbox, as with `host_compare: false`.
+        tracing::warn!(
+            "the assert converter stopped ({:?}); the tests run in the sandbox: {}",
+            run.outcome,
+            String::from_utf8_lossy(&run.stderr).trim_end()
+        );
+        return Ok(whole(code));
+    }
+    let converted: Converted = serde_json::from_slice(&run.stdout)
+        .map_err(|e| format!("the assert converter's answer is unreadable (please report it): {e}"))?;
+    if let Some(error) = converted.error {
+        return Err(format!("the assert tests do not compile: {error}"));
+    }
+    let mut plan = AssertPlan {
+        steps: Vec::new(),
+        described: Vec::new(),
+        report: AssertReport::default(),
+    };
+    for raw in converted.steps {
+        let bad = || "the assert converter's step is incomplete (please report it)".to_string();
+        match (raw.call, raw.code) {
+            (Some(name), None) => {
+                let check = Arc::new(raw.check.ok_or_else(bad)?.into_check()?);
+                let host_check = Arc::clone(&check);
+                plan.steps.push(Step::Call {
+                    name: name.clone(),
+                    args: raw.args.ok_or_else(bad)?,
+                    kwargs: raw.kwargs,
+                    wrap: raw.wrap,
+                    check: ValueCheck(Arc::new(move |value: &str| {
+                        pyvalue::parse(value).is_ok_and(|got| host_check.accepts(&got))
+                    })),
+                });
+                plan.described.push(Described {
+                    line: raw.line,
+                    call: Some((raw.text.unwrap_or(name), (*check).clone())),
+                });
+                plan.report.host_compared.push(raw.line);
+            }
+            (None, Some(source)) => {
+                plan.steps.push(Step::Code {
+                    source,
+                    line: raw.line,
+                    import: raw.import,
+                });
+                plan.described.push(Described {
+                    line: raw.line,
+                    call: None,
+                });
+                plan.report.in_sandbox.extend(raw.lines);
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(plan)
+}
+
+/// The whole test code as one step in the sandbox.
+fn whole(code: &str) -> AssertPlan {
+    AssertPlan {
+        steps: vec![Step::Code {
+            source: code.to_string(),
+            line: 1,
+            import: false,
+        }],
+        described: vec![Described { line: 1, call: None }],
+        report: AssertReport {
+            host_compared: Vec::new(),
+            in_sandbox: vec![1],
+        },
+    }
+}
+
+type Planned = Result<Arc<AssertPlan>, String>;
+
+/// Conversions by test code, one map per `host_compare`, oldest evicted
+/// first.
+#[derive(Default)]
+struct Cache {
+    maps: [HashMap<Arc<str>, Planned>; 2],
+    order: VecDeque<(bool, Arc<str>)>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct SharedCache(Mutex<Cache>);
+
+fn cache() -> &'static SharedCache {
+    static CACHE: std::sync::OnceLock<SharedCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(SharedCache::default)
+}
+
+impl SharedCache {
+    fn get(&self, host_compare: bool, code: &str) -> Option<Planned> {
+        let cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.maps[usize::from(host_compare)].get(code).cloned()
+    }
+
+    fn put(&self, host_compare: bool, code: &str, planned: Planned) {
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = usize::from(host_compare);
+        if cache.maps[map].contains_key(code) {
+            return;
+        }
+        let key: Arc<str> = Arc::from(code);
+        cache.bytes += code.len();
+        cache.order.push_back((host_compare, Arc::clone(&key)));
+        cache.maps[map].insert(key, planned);
+        while cache.order.len() > CACHE_ENTRIES || cache.bytes > CACHE_BYTES {
+            let Some((flag, old)) = cache.order.pop_front() else {
+                break;
+            };
+            cache.bytes -= old.len();
+            cache.maps[usize::from(flag)].remove(&old);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> PyValue {
+        pyvalue::parse(text).unwrap()
+    }
+
+    #[test]
+    fn checks_decide_as_the_assert_would() {
+        assert!(Check::Eq(v("3")).accepts(&v("3.0")));
+        assert!(!Check::Eq(v("3")).accepts(&v("\"3\"")));
+        assert!(Check::Is(v("true")).accepts(&v("true")));
+        assert!(!Check::Is(v("true")).accepts(&v("1")), "`1 is True` is false");
+        assert!(!Check::Is(v("null")).accepts(&v("false")));
+        assert!(Check::Truthy.accepts(&v("[0]")));
+        assert!(Check::Falsy.accepts(&v("\"\"")));
+        let close = Check::IsClose {
+            expected: 0.5,
+            rel_tol: 1e-3,
+            abs_tol: 0.0,
+        };
+        assert!(close.accepts(&v("0.5004")));
+        assert!(!close.accepts(&v("0.51")));
+        assert!(!close.accepts(&v("\"0.5\"")));
+        let within = Check::AbsDiff {
+            expected: 2.0 / 3.0,
+            eps: 1e-6,
+            strict: true,
+        };
+        assert!(within.accepts(&v("0.6666667")));
+        assert!(!within.accepts(&v("0.667")));
+        assert!(is_close(f64::INFINITY, f64::INFINITY, 0.0, 0.0));
+        assert!(!is_close(f64::INFINITY, 1e308, 1.0, 0.0));
+    }
+
+    #[test]
+    fn the_cache_evicts_the_oldest_first() {
+        let cache = SharedCache::default();
+        for k in 0..CACHE_ENTRIES + 5 {
+            cache.put(true, &format!("assert f({k}) == 1"), Err(String::new()));
+        }
+        assert!(cache.get(true, "assert f(0) == 1").is_none());
+        assert!(cache
+            .get(true, &format!("assert f({}) == 1", CACHE_ENTRIES + 4))
+            .is_some());
+        assert!(cache
+            .get(false, &format!("assert f({}) == 1", CACHE_ENTRIES + 4))
+            .is_none());
+        assert_eq!(cache.0.lock().unwrap().maps[1].len(), CACHE_ENTRIES);
+    }
+}
