@@ -6,6 +6,7 @@ mod client;
 mod fault;
 mod fleet;
 mod formats;
+mod hostile;
 mod http;
 mod limits;
 mod run;

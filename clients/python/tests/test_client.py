@@ -642,6 +642,40 @@ class RealServerTests(unittest.TestCase):
         self.assertEqual(bad["passed"], 0)
         self.assertEqual((none["reward"], none["verdict"]), (0.0, "no_answer"))
 
+    def test_hostile_programs_fail_and_honest_ones_pass(self):
+        """testcases/hostile/: every hack gets its documented verdict (never
+        `correct`) and every honest twin `correct`, through this client."""
+        require_guest(self)
+        root = REPO_ROOT / "testcases" / "hostile"
+        cases = sorted(p for p in root.iterdir() if p.is_dir())
+        self.assertGreaterEqual(len(cases), 30)
+        items, expected = [], []
+        for case in cases:
+            meta = json.loads((case / "case.json").read_text())
+            self.assertNotEqual(meta["expected"], "correct", case.name)
+            for kind, verdict in (("hack", meta["expected"]), ("honest", "correct")):
+                program = (case / f"{kind}.py").read_text()
+                items.append(
+                    {
+                        "id": f"{case.name}/{kind}",
+                        "task": "code",
+                        "response": f"My solution:\n```python\n{program}```\n",
+                        "tests": meta["tests"],
+                        "time_limit_s": meta["time_limit_s"],
+                    }
+                )
+                expected.append(verdict)
+        results = self.client().reward(items)
+        wrong = [
+            f"{'HACK GRADED CORRECT' if r['verdict'] == 'correct' else 'unexpected verdict'}: {r['id']} got "
+            f"{r['verdict']} ({r.get('error')}), expected {want}"
+            for r, want in zip(results, expected)
+            if r["verdict"] != want
+        ]
+        self.assertEqual(wrong, [])
+        self.assertEqual([r["id"] for r in results], [i["id"] for i in items])
+        self.assertEqual([r["reward"] for r in results], [1.0 if v == "correct" else 0.0 for v in expected])
+
     def test_compute_score_math_and_code(self):
         with mock.patch.dict(os.environ, {"REWARD_SERVER_URL": self.server.url}):
             self.assertEqual(compute_score("lighteval/MATH", "Thus \\boxed{\\frac{3}{4}}", "0.75"), 1.0)

@@ -1,0 +1,7 @@
+def add(a, b):
+    return a + b
+
+try:
+    raise SystemExit
+except SystemExit:
+    pass

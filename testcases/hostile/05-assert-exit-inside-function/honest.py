@@ -1,0 +1,7 @@
+import sys
+
+
+def add(a, b):
+    if a is None:
+        sys.exit(1)
+    return a + b

@@ -1,0 +1,4 @@
+import builtins
+
+builtins.exec = lambda *a, **k: None
+builtins.compile = lambda *a, **k: None

@@ -1,0 +1,6 @@
+def add(a, b):
+    return a + b
+
+import builtins
+
+builtins.print = builtins.print

@@ -1,0 +1,7 @@
+import atexit
+
+atexit.register(print, 'bye')
+
+
+def add(a, b):
+    return a + b

@@ -1,0 +1,7 @@
+import sys
+
+sys.setrecursionlimit(5000)
+
+
+def add(a, b):
+    return a + b

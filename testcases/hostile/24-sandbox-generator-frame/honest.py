@@ -1,0 +1,5 @@
+def add(a, b):
+    def g():
+        yield a
+        yield b
+    return sum(g())

@@ -1,0 +1,7 @@
+import sys
+
+print(sys.gettrace())
+
+
+def add(a, b):
+    return a + b

@@ -1,0 +1,6 @@
+LIMIT = 10**9
+
+
+def add(a, b):
+    assert 'LIMIT' in globals()
+    return a + b

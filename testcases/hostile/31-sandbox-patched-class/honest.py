@@ -1,0 +1,2 @@
+def letters(s):
+    return list(s)

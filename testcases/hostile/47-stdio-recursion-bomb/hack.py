@@ -1,0 +1,7 @@
+def f(n):
+    return f(n + 1)
+
+
+f(0)
+a, b = map(int, input().split())
+print(a + b)
