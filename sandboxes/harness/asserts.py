@@ -15,11 +15,10 @@
 #       {"kind": "isclose", "value", "rel_tol", "abs_tol"} or
 #       {"kind": "absdiff", "value", "eps", "strict"}. Values are typed JSON
 #       texts (data.py); the expected ones never reach the program's sandbox.
-#   {"line", "code", "import", "lines"}
-#       statements that run in the sandbox, from line `line` (`lines`: the
-#       first line of each statement); `import`: imports, which run in the
-#       program's globals (a program may lean on them, as in one shared
-#       script); other code runs in globals of its own.
+#   {"line", "code", "lines"}
+#       statements that run as they are, from line `line` (`lines`: the
+#       first line of each statement), in the tests' own interpreter, where
+#       the program's functions are proxies that call it through the host.
 #
 # An assert is converted when it is `assert CALL == VALUE` (either side),
 # `assert CALL is True|False|None`, `assert CALL`, `assert not CALL`,
@@ -31,8 +30,8 @@
 # `def check(candidate): <asserts on candidate(...)>` followed by
 # `check(f)`, is converted when every statement of `check` is. Other
 # statements stay code, except a few that cannot matter: `pass`,
-# docstrings, `assert True`, and assignments of literals to names nothing
-# reads (`METADATA = {...}`).
+# docstrings, `assert True`, assignments of literals to names nothing reads
+# (`METADATA = {...}`), and imports when no other statement stays.
 
 import ast
 import json
@@ -365,21 +364,28 @@ class Converter:
                 planned.append(("drop", k))
             else:
                 planned.append(("code", k))
+        planned = [
+            ("drop", what) if kind == "code" and getattr(body[what], "name", None) in self.expanded else (kind, what)
+            for kind, what in planned
+        ]
+        # Imports matter only to other test code: with none, the tests need
+        # no interpreter of their own.
+        other_code = any(kind == "code" for kind, _ in planned)
         steps = []
         for kind, what in planned:
-            if kind == "drop" or (kind == "code" and getattr(body[what], "name", None) in self.expanded):
+            if kind == "drop" or (kind == "import" and not other_code):
                 continue
             if kind == "steps":
                 steps.extend(what)
                 continue
             start, end = spans[what]
             last = steps[-1] if steps else None
-            if last is not None and "code" in last and last["import"] == (kind == "import") and last["end"] == what - 1:
+            if last is not None and "code" in last and last["end"] == what - 1:
                 last["code"] = self.lines(last["line"], end)
                 last["end"] = what
                 last["lines"].append(start)
             else:
-                steps.append({"line": start, "code": self.lines(start, end), "import": kind == "import", "end": what, "lines": [start]})
+                steps.append({"line": start, "code": self.lines(start, end), "end": what, "lines": [start]})
         for step in steps:
             step.pop("end", None)
         return steps
@@ -405,13 +411,13 @@ def main():
         steps = []
         if tree.body:
             lines = [first_line(stmt) for stmt in tree.body]
-            steps = [{"line": 1, "code": source, "import": False, "lines": lines}]
+            steps = [{"line": 1, "code": source, "lines": lines}]
         print(json.dumps({"steps": steps}))
         return
     try:
         steps = Converter(source, tree).convert()
     except NotConvertible:
-        steps = [{"line": 1, "code": source, "import": False, "lines": [first_line(s) for s in tree.body]}]
+        steps = [{"line": 1, "code": source, "lines": [first_line(s) for s in tree.body]}]
     print(json.dumps({"steps": steps}))
 
 

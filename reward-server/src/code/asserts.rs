@@ -14,9 +14,9 @@
 //! typed JSON, and a [`Check`] compares it here, with Python's semantics
 //! ([`super::pyvalue`]). The expected values never enter the program's
 //! sandbox, so an always-equal object, a patched `==` or a peek at the
-//! caller's frame cannot help. What is left runs as [`Step::Code`] inside the
-//! sandbox, where the harness guards it (see `sandboxes/harness/harness.py`
-//! and docs/CODE.md, "Residual risks").
+//! caller's frame cannot help. What is left runs as [`Step::Code`] in the
+//! tests' own interpreter (`sandbox::runner`), which reaches the program
+//! only through the host, with data.
 //!
 //! Conversions are cached by test code: the samples of one prompt share it.
 
@@ -210,8 +210,6 @@ struct RawStep {
     text: Option<String>,
     code: Option<String>,
     #[serde(default)]
-    import: bool,
-    #[serde(default)]
     lines: Vec<u32>,
 }
 
@@ -330,7 +328,6 @@ fn convert(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<AssertPl
                 plan.steps.push(Step::Code {
                     source,
                     line: raw.line,
-                    import: raw.import,
                 });
                 plan.described.push(Described {
                     line: raw.line,
@@ -350,7 +347,6 @@ fn whole(code: &str) -> AssertPlan {
         steps: vec![Step::Code {
             source: code.to_string(),
             line: 1,
-            import: false,
         }],
         described: vec![Described { line: 1, call: None }],
         report: AssertReport {

@@ -52,6 +52,10 @@
 //!   typed JSON, and the step's [`ValueCheck`], which holds the expected
 //!   value on the host, says whether it passes; a rejected value ends the
 //!   case with [`CaseEnd::Rejected`].
+//! - **Test code never runs beside the program.** A code step runs in the
+//!   tests' own interpreter ([`super::runner`]), which reaches the program
+//!   only through the host, as calls with data in and data out; the
+//!   program's harness only ever runs the calls it is handed.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -64,7 +68,8 @@ use serde_json::json;
 
 use super::cancel::Cancel;
 use super::limits::{Limits, Outcome};
-use super::run::{Deadline, Launch};
+use super::run::{Deadline, Host, Launch};
+use super::runner::{FromRunner, RunnerLink, ToRunner};
 use super::streams::{Output, StdinPipe};
 use super::{Sandbox, SandboxError};
 
@@ -79,7 +84,7 @@ pub const HARNESS: &str = concat!(
 /// and run it, or get its source (`S` + text), compile it, give the host the
 /// code, and quit. Only this code runs before the harness's `start`, so only
 /// it can hand the host a compiled harness.
-const BOOTSTRAP: &str = "\
+pub(crate) const BOOTSTRAP: &str = "\
 import _host, marshal, os
 r = _host.call(b'{\"op\":\"harness\"}')
 if r[:1] == b'S':
@@ -120,13 +125,10 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Whether test code runs in the sandbox, where its completion rests on
-    /// the harness (and the harness guards itself: see harness.py).
-    fn guarded(&self) -> bool {
+    /// Whether test code runs: then it needs an interpreter of its own.
+    fn needs_runner(&self) -> bool {
         match self {
-            Mode::Assert { steps } => steps
-                .iter()
-                .any(|s| matches!(s, Step::Code { import: false, .. })),
+            Mode::Assert { steps } => steps.iter().any(|s| matches!(s, Step::Code { .. })),
             _ => false,
         }
     }
@@ -150,15 +152,14 @@ pub enum Step {
         /// Whether the value (typed JSON) passes.
         check: ValueCheck,
     },
-    /// Run test code in the sandbox.
+    /// Run test code, in the tests' own interpreter ([`super::runner`]),
+    /// where the program's functions are proxies that call it through the
+    /// host.
     Code {
         /// The code: whole statements of the test code.
         source: String,
         /// Its first line in the test code.
         line: u32,
-        /// Only imports, which run in the program's globals too; other code
-        /// runs in the tests' own globals.
-        import: bool,
     },
 }
 
@@ -320,12 +321,12 @@ impl Sandbox {
     ) -> Result<CasesRun, SandboxError> {
         let started = Instant::now();
         let total = cases.len();
+        let needs_runner = program.mode.needs_runner();
         let output = Output::new(limits.output_bytes);
         let stdin = StdinPipe::new(Bytes::new());
         let deadline = Deadline::after(limits.wall);
         let mut session = Session::new(
             Job {
-                guard: program.mode.guarded(),
                 program,
                 cases,
                 limits: limits.clone(),
@@ -342,18 +343,26 @@ impl Sandbox {
             output.reset();
             stdin.refill(Bytes::new());
             deadline.reset(limits.wall);
-            let finished = self.run_instance(Launch {
+            let launch = Launch {
                 source: BOOTSTRAP,
                 stdin: stdin.clone(),
                 output: output.clone(),
                 limits,
                 deadline: deadline.clone(),
                 cancel: cancel.clone(),
-                session: Some(session),
-            })?;
-            session = finished
-                .session
-                .expect("the store hands back the session it was given");
+                host: Host::Cases(session),
+            };
+            // Once the harness is compiled, test code gets its own
+            // interpreter beside the program's.
+            let finished = if needs_runner && self.inner.harness_code.get().is_some() {
+                self.run_with_runner(launch)?
+            } else {
+                self.run_instance(launch)?
+            };
+            let Host::Cases(returned) = finished.host else {
+                unreachable!("the store hands back the session it was given")
+            };
+            session = returned;
             if session.instance_ended(finished.outcome, limits.fuel.saturating_sub(finished.fuel_left)) {
                 instances += 1;
             }
@@ -372,8 +381,6 @@ impl Sandbox {
 /// What a session runs; shared, never changed.
 struct Job {
     program: Program,
-    /// Test code runs in the sandbox: the harness guards itself.
-    guard: bool,
     cases: Vec<CaseInput>,
     limits: Limits,
     keep_going: KeepGoing,
@@ -392,9 +399,13 @@ enum Phase {
     Idle,
     /// Case `k`'s program runs: `result`, or in assert mode `tests`.
     Program(usize),
-    /// Case `k`'s step `i` runs: `result`, or `value` (a call step), or
-    /// `ran` (a code step).
+    /// Case `k`'s step `i` runs: `result`, or `value`/`threw` (a call
+    /// step). During a code step the program's harness waits in its door
+    /// call while the tests run.
     Step(usize, usize),
+    /// Case `k`'s code step `i` called one of the program's functions,
+    /// which runs: `value`/`threw` (sent on to the tests), or `result`.
+    Forwarded(usize, usize),
 }
 
 impl Phase {
@@ -402,7 +413,7 @@ impl Phase {
     fn case(self) -> Option<(usize, Option<usize>)> {
         match self {
             Phase::Program(k) => Some((k, None)),
-            Phase::Step(k, i) => Some((k, Some(i))),
+            Phase::Step(k, i) | Phase::Forwarded(k, i) => Some((k, Some(i))),
             _ => None,
         }
     }
@@ -413,7 +424,9 @@ impl Phase {
             Phase::Started => "before the first case".into(),
             Phase::Idle => "between cases".into(),
             Phase::Program(k) => format!("while case {}'s program ran", k + 1),
-            Phase::Step(k, i) => format!("while step {} of case {}'s tests ran", i + 1, k + 1),
+            Phase::Step(k, i) | Phase::Forwarded(k, i) => {
+                format!("while step {} of case {}'s tests ran", i + 1, k + 1)
+            }
         }
     }
 }
@@ -447,6 +460,17 @@ pub(crate) struct Session {
     stopped: bool,
     /// The harness asked for a fresh interpreter after its last case.
     restart: bool,
+    /// The tests' interpreter, for code steps.
+    runner: Option<RunnerLink>,
+    /// The program's functions (and classes), as its harness listed them.
+    names: Vec<String>,
+}
+
+/// What the door does with a frame: reply now, or wait for the tests'
+/// interpreter first (then [`Session::on_runner`]).
+pub(crate) enum Next {
+    Reply(Reply),
+    Wait,
 }
 
 /// The door's answer to one frame.
@@ -474,6 +498,10 @@ struct Frame {
     kind: Option<String>,
     message: Option<String>,
     value: Option<String>,
+    /// `value` of a call the tests made: the arguments after the call.
+    args: Option<String>,
+    /// `tests`: the program's functions.
+    names: Option<Vec<String>>,
     /// The harness cannot go on (the program closed a standard fd) and
     /// quits after this frame.
     #[serde(default)]
@@ -512,13 +540,32 @@ impl Session {
             broke: None,
             stopped: false,
             restart: false,
+            runner: None,
+            names: Vec::new(),
+        }
+    }
+
+    /// Connects the tests' interpreter for this instance.
+    pub(crate) fn link_runner(&mut self, link: RunnerLink) {
+        self.runner = Some(link);
+    }
+
+    /// The receiver a waiting door call awaits.
+    pub(crate) fn take_inbox(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<FromRunner>> {
+        self.runner.as_mut().and_then(|link| link.from.take())
+    }
+
+    /// Gives the receiver back after the wait.
+    pub(crate) fn put_inbox(&mut self, inbox: tokio::sync::mpsc::UnboundedReceiver<FromRunner>) {
+        if let Some(link) = self.runner.as_mut() {
+            link.from = Some(inbox);
         }
     }
 
     /// Answers one frame from the guest. `fuel_left` is the store's fuel
     /// when the frame arrived. An `Err` is a frame that broke the protocol:
     /// it has been recorded, and the instance must stop.
-    pub(crate) fn answer(&mut self, frame: &[u8], fuel_left: u64) -> Result<Reply, Broken> {
+    pub(crate) fn answer(&mut self, frame: &[u8], fuel_left: u64) -> Result<Next, Broken> {
         if let Some(code) = frame.strip_prefix(HARNESS_CODE_TAG) {
             if self.phase != Phase::Boot {
                 return Err(self.broken("the bootstrap's `harness_code`"));
@@ -527,7 +574,7 @@ impl Session {
             // same source in the same guest.
             let _ = self.harness_code.set(code.to_vec());
             self.compiled_harness = true;
-            return Ok(plain(json!({})));
+            return Ok(Next::Reply(plain(json!({}))));
         }
         let Ok(frame) = serde_json::from_slice::<Frame>(frame) else {
             return Err(self.broken("a frame that is not the protocol's"));
@@ -538,25 +585,26 @@ impl Session {
                     Some(code) => [b"M".as_slice(), code].concat(),
                     None => [b"S".as_slice(), HARNESS.as_bytes()].concat(),
                 };
-                return Ok(Reply { bytes, arm: None });
+                return Ok(Next::Reply(Reply { bytes, arm: None }));
             }
             (Phase::Boot, "start") => {
                 self.phase = Phase::Started;
                 let job = Arc::clone(&self.job);
                 let source = &job.program.source;
-                return Ok(self.reply(match &job.program.mode {
+                return Ok(Next::Reply(self.reply(match &job.program.mode {
                     Mode::Stdio => json!({"mode": "stdio", "source": source}),
                     Mode::Function { fn_name } => {
                         json!({"mode": "function", "source": source, "fn_name": fn_name})
                     }
-                    Mode::Assert { .. } => json!({"mode": "assert", "source": source, "guard": job.guard}),
-                }));
+                    Mode::Assert { .. } => json!({"mode": "assert", "source": source}),
+                })));
             }
             _ => {}
         }
         if self.phase == Phase::Boot || frame.key.is_none() || frame.key != self.key {
             return Err(self.broken(&format!("a `{}` frame without the harness's key", frame.op)));
         }
+        let reply = |r: Reply| Ok(Next::Reply(r));
         match (self.phase, frame.op.as_str()) {
             (Phase::Started, "compile_error") => {
                 self.compile_error = Some(CompileError {
@@ -564,15 +612,16 @@ impl Session {
                     message: frame.message.unwrap_or_default(),
                 });
                 self.stopped = true;
-                Ok(self.reply(json!({})))
+                reply(self.reply(json!({})))
             }
-            (Phase::Started | Phase::Idle, "next") => Ok(self.start_case()),
-            (Phase::Program(k) | Phase::Step(k, _), "result") => {
+            (Phase::Started | Phase::Idle, "next") => reply(self.start_case()),
+            (Phase::Program(k) | Phase::Step(k, _) | Phase::Forwarded(k, _), "result") => {
                 let end = self.result_end(frame)?;
-                self.record(k, end, fuel_left);
-                Ok(self.reply(json!({})))
+                self.record(k, end, fuel_left, None);
+                reply(self.reply(json!({})))
             }
             (Phase::Program(k), "tests") if matches!(self.job.program.mode, Mode::Assert { .. }) => {
+                self.names = frame.names.unwrap_or_default();
                 Ok(self.step(k, 0, fuel_left))
             }
             (Phase::Step(k, i), "value") if matches!(self.steps().get(i), Some(Step::Call { .. })) => {
@@ -586,15 +635,99 @@ impl Session {
                 if (check.0)(&value) {
                     Ok(self.step(k, i + 1, fuel_left))
                 } else {
-                    self.record(k, CaseEnd::Rejected { step: i, value }, fuel_left);
-                    Ok(self.reply(json!({"end": true})))
+                    self.record(k, CaseEnd::Rejected { step: i, value }, fuel_left, None);
+                    reply(self.reply(json!({"end": true})))
                 }
             }
-            (Phase::Step(k, i), "ran") if matches!(self.steps().get(i), Some(Step::Code { .. })) => {
-                Ok(self.step(k, i + 1, fuel_left))
+            (Phase::Step(k, i), "threw") if matches!(self.steps().get(i), Some(Step::Call { .. })) => {
+                let end = CaseEnd::Raised {
+                    kind: frame.kind.unwrap_or_default(),
+                    message: frame.message.unwrap_or_default(),
+                    in_tests: true,
+                };
+                self.record(k, end, fuel_left, None);
+                reply(self.reply(json!({"end": true})))
+            }
+            (Phase::Forwarded(k, i), "value") => {
+                let Some(value) = frame.value else {
+                    return Err(self.broken("a `value` frame without a value"));
+                };
+                self.phase = Phase::Step(k, i);
+                Ok(self.to_runner(
+                    k,
+                    ToRunner::Returned {
+                        value,
+                        args: frame.args,
+                    },
+                    fuel_left,
+                ))
+            }
+            (Phase::Forwarded(k, i), "threw") => {
+                self.phase = Phase::Step(k, i);
+                let threw = ToRunner::Threw {
+                    kind: frame.kind.unwrap_or_default(),
+                    message: frame.message.unwrap_or_default(),
+                };
+                Ok(self.to_runner(k, threw, fuel_left))
             }
             (phase, op) => Err(self.broken(&format!("a `{op}` frame {}", phase.describe()))),
         }
+    }
+
+    /// Sends `message` to the tests' interpreter and waits for its answer;
+    /// if it is gone, the case ends.
+    fn to_runner(&mut self, k: usize, message: ToRunner, fuel_left: u64) -> Next {
+        let sent = self
+            .runner
+            .as_ref()
+            .is_some_and(|link| link.to.send(message).is_ok());
+        if sent {
+            Next::Wait
+        } else {
+            let end = CaseEnd::Crashed("the tests' interpreter is gone".into());
+            self.record(k, end, fuel_left, None);
+            Next::Reply(self.reply(json!({"end": true})))
+        }
+    }
+
+    /// What the tests' interpreter said, while the program's harness waits
+    /// in its door call during code step `i`: a call of the program's to run
+    /// (handed to the harness), the chunk's end (on to the next step), or
+    /// the end of the tests.
+    pub(crate) fn on_runner(&mut self, message: Option<FromRunner>, fuel_left: u64) -> Next {
+        let Phase::Step(k, i) = self.phase else {
+            return Next::Reply(self.reply(json!({"end": true})));
+        };
+        let end = match message {
+            Some(FromRunner::Call { name, args, kwargs }) => {
+                self.phase = Phase::Forwarded(k, i);
+                let call =
+                    json!({"call": name, "args": args, "kwargs": kwargs, "wrap": null, "copy_back": true});
+                return Next::Reply(self.reply(call));
+            }
+            Some(FromRunner::ChunkDone) => return self.step(k, i + 1, fuel_left),
+            Some(FromRunner::Raised {
+                kind,
+                message,
+                traceback,
+            }) => {
+                let end = CaseEnd::Raised {
+                    kind,
+                    message,
+                    in_tests: true,
+                };
+                self.record(k, end, fuel_left, Some(traceback.into_bytes()));
+                return Next::Reply(self.reply(json!({"end": true})));
+            }
+            Some(FromRunner::Stopped(outcome)) => match outcome {
+                Outcome::TimeLimit => CaseEnd::TimeLimit,
+                Outcome::MemoryLimit => CaseEnd::MemoryLimit,
+                other => CaseEnd::Crashed(format!("the tests' interpreter stopped: {other:?}")),
+            },
+            None => CaseEnd::Crashed("the tests' interpreter is gone".into()),
+        };
+        self.record(k, end, fuel_left, None);
+        Next::Reply(self.reply(json!({"end": true})))
     }
 
     /// The assert steps (none in other modes).
@@ -618,7 +751,7 @@ impl Session {
     fn broken(&mut self, what: &str) -> Broken {
         let why = format!("{what} came {}", self.phase.describe());
         if let Some((k, _)) = self.phase.case() {
-            self.record(k, CaseEnd::Broke(why.clone()), self.job.limits.fuel);
+            self.record(k, CaseEnd::Broke(why.clone()), self.job.limits.fuel, None);
         }
         self.broke.get_or_insert_with(|| why.clone());
         self.stopped = true;
@@ -650,27 +783,45 @@ impl Session {
         answer
     }
 
-    /// Step `i` of case `k`'s tests, or `end` when they are all done.
-    fn step(&mut self, k: usize, i: usize, fuel_left: u64) -> Reply {
+    /// Step `i` of case `k`'s tests, or `end` when they are all done. A code
+    /// step goes to the tests' interpreter, and the harness waits.
+    fn step(&mut self, k: usize, i: usize, fuel_left: u64) -> Next {
         let job = Arc::clone(&self.job);
         let Mode::Assert { steps } = &job.program.mode else {
             unreachable!("steps are assert mode's")
         };
-        let Some(step) = steps.get(i) else {
-            self.record(k, CaseEnd::TestsPassed, fuel_left);
-            return self.reply(json!({"end": true}));
-        };
         self.phase = Phase::Step(k, i);
-        self.reply(match step {
-            Step::Call {
+        match steps.get(i) {
+            None => {
+                if let Some(link) = &self.runner {
+                    let _ = link.to.send(ToRunner::Done);
+                }
+                self.record(k, CaseEnd::TestsPassed, fuel_left, None);
+                Next::Reply(self.reply(json!({"end": true})))
+            }
+            Some(Step::Call {
                 name,
                 args,
                 kwargs,
                 wrap,
                 ..
-            } => json!({"call": name, "args": args, "kwargs": kwargs, "wrap": wrap}),
-            Step::Code { source, line, import } => json!({"code": source, "line": line, "import": import}),
-        })
+            }) => {
+                Next::Reply(self.reply(json!({"call": name, "args": args, "kwargs": kwargs, "wrap": wrap})))
+            }
+            Some(Step::Code { source, line }) => {
+                if let Some(link) = self.runner.as_mut() {
+                    if !std::mem::replace(&mut link.begun, true) {
+                        let names = std::mem::take(&mut self.names);
+                        let _ = link.to.send(ToRunner::Begin { names });
+                    }
+                }
+                let chunk = ToRunner::Chunk {
+                    source: source.clone(),
+                    line: *line,
+                };
+                self.to_runner(k, chunk, fuel_left)
+            }
+        }
     }
 
     /// How a `result` frame says the case ended, as its mode allows.
@@ -699,12 +850,13 @@ impl Session {
         })
     }
 
-    /// Stores case `k`'s run and asks whether to go on; the instance is
-    /// then between cases.
-    fn record(&mut self, k: usize, end: CaseEnd, fuel_left: u64) {
+    /// Stores case `k`'s run (with `note` after its stderr) and asks
+    /// whether to go on; the instance is then between cases.
+    fn record(&mut self, k: usize, end: CaseEnd, fuel_left: u64, note: Option<Vec<u8>>) {
         let step = self.phase.case().and_then(|(_, step)| step);
         self.phase = Phase::Idle;
-        let (stdout, stderr) = self.output.take();
+        let (stdout, mut stderr) = self.output.take();
+        stderr.extend(note.unwrap_or_default());
         let mut run = CaseRun {
             end,
             stdout,
@@ -728,6 +880,7 @@ impl Session {
         let first = self.first_in_instance.take();
         let phase = std::mem::replace(&mut self.phase, Phase::Boot);
         self.key = None;
+        self.runner = None;
         if std::mem::take(&mut self.compiled_harness) && phase == Phase::Boot {
             return false;
         }
@@ -740,7 +893,7 @@ impl Session {
                 return true;
             }
             self.phase = phase;
-            self.record(k, CaseEnd::from_outcome(outcome, stdio), fuel_left);
+            self.record(k, CaseEnd::from_outcome(outcome, stdio), fuel_left, None);
             self.phase = Phase::Boot;
         } else if !restart && !self.stopped && self.next < self.job.cases.len() {
             let k = self.next;
@@ -752,7 +905,7 @@ impl Session {
                 )),
                 other => CaseEnd::from_outcome(other, stdio),
             };
-            self.record(k, end, fuel_left);
+            self.record(k, end, fuel_left, None);
             self.phase = Phase::Boot;
         }
         true
@@ -1203,7 +1356,6 @@ mod tests {
         Step::Code {
             source: source.into(),
             line,
-            import: false,
         }
     }
 
@@ -1221,11 +1373,11 @@ mod tests {
 
     #[test]
     fn assert_steps_run_in_order_and_the_host_decides_the_calls() {
-        let add = "def add(a, b): return a + b\nlog = []\n";
+        let add = "def add(a, b): return a + b\n";
         let steps = || {
             vec![
                 call("add", "[1,2]", "3"),
-                code("assert add(2, 2) == 4\nlog.append(1)", 2),
+                code("assert add(2, 2) == 4\nassert add(0, 0) == 0", 2),
                 call(
                     "add",
                     r#"[{"tuple":[1]},{"tuple":[2.5]}]"#,
@@ -1239,7 +1391,7 @@ mod tests {
         assert_eq!(case(&good, 0).end, CaseEnd::TestsPassed, "{good:?}");
         assert!(good.broke.is_none());
 
-        let wrong = run_steps("def add(a, b): return a * b\nlog = []\n", steps()).expect("sandbox");
+        let wrong = run_steps("def add(a, b): return a * b\n", steps()).expect("sandbox");
         assert_eq!(
             case(&wrong, 0).end,
             CaseEnd::Rejected {
@@ -1248,11 +1400,7 @@ mod tests {
             }
         );
         // A failed assert in code run in the sandbox, at its own line.
-        let off = run_steps(
-            "def add(a, b): return a + b if a != 2 else 5\nlog = []\n",
-            steps(),
-        )
-        .expect("sandbox");
+        let off = run_steps("def add(a, b): return a + b if a != 2 else 5\n", steps()).expect("sandbox");
         let end = &case(&off, 0);
         assert!(
             matches!(&end.end, CaseEnd::Raised { kind, in_tests: true, .. } if kind == "AssertionError"),
@@ -1359,7 +1507,6 @@ mod tests {
     fn session(mode: Mode, cases: usize) -> Session {
         Session::new(
             Job {
-                guard: mode.guarded(),
                 program: Program {
                     source: "pass".into(),
                     mode,
@@ -1376,15 +1523,25 @@ mod tests {
     }
 
     /// Sends `frame` with the session's current key (unless it has one);
-    /// the reply, or why the protocol broke.
+    /// the reply (`null` while it waits for the tests' interpreter), or why
+    /// the protocol broke.
     fn send(s: &mut Session, mut frame: serde_json::Value) -> Result<serde_json::Value, String> {
         if frame.get("key").is_none() {
             if let Some(key) = &s.key {
                 frame["key"] = json!(key);
             }
         }
-        let reply = s.answer(frame.to_string().as_bytes(), 0).map_err(|b| b.0)?;
-        Ok(serde_json::from_slice(&reply.bytes).unwrap_or(json!(null)))
+        match s.answer(frame.to_string().as_bytes(), 0).map_err(|b| b.0)? {
+            Next::Reply(reply) => Ok(serde_json::from_slice(&reply.bytes).unwrap_or(json!(null))),
+            Next::Wait => Ok(json!(null)),
+        }
+    }
+
+    fn reply_of(next: Next) -> serde_json::Value {
+        match next {
+            Next::Reply(reply) => serde_json::from_slice(&reply.bytes).unwrap(),
+            Next::Wait => json!(null),
+        }
     }
 
     /// The protocol's table: each frame in each phase, by hand, with no
@@ -1392,22 +1549,26 @@ mod tests {
     /// the item.
     #[test]
     fn each_frame_is_accepted_only_in_its_phase() {
-        let steps = vec![call("f", "[]", "1"), code("pass", 2)];
-        let harness_order = |s: &mut Session| {
-            send(s, json!({"op": "harness"})).unwrap();
-            let start = send(s, json!({"op": "start"})).unwrap();
-            assert_eq!(start["guard"], json!(true));
-            assert!(start["key"].as_str().is_some_and(|k| k.len() == 32));
-            assert_eq!(send(s, json!({"op": "next"})).unwrap()["case"], json!(0));
-            let first = send(s, json!({"op": "tests"})).unwrap();
-            assert_eq!(first["call"], json!("f"));
-            let second = send(s, json!({"op": "value", "value": "1"})).unwrap();
-            assert_eq!(second["code"], json!("pass"));
-            assert_eq!(send(s, json!({"op": "ran"})).unwrap()["end"], json!(true));
-            assert_eq!(send(s, json!({"op": "next"})).unwrap()["done"], json!(true));
-        };
+        let steps = vec![call("f", "[]", "1"), call("g", "[]", "2")];
+        let order = [
+            json!({"op": "harness"}),
+            json!({"op": "start"}),
+            json!({"op": "next"}),
+            json!({"op": "tests", "names": ["f", "g"]}),
+            json!({"op": "value", "value": "1"}),
+            json!({"op": "value", "value": "2"}),
+            json!({"op": "next"}),
+        ];
         let mut s = session(Mode::Assert { steps: steps.clone() }, 1);
-        harness_order(&mut s);
+        let replies: Vec<serde_json::Value> =
+            order.iter().map(|f| send(&mut s, f.clone()).unwrap()).collect();
+        assert!(replies[1]["key"].as_str().is_some_and(|k| k.len() == 32));
+        assert_eq!(replies[2]["case"], json!(0));
+        assert_eq!(replies[3]["call"], json!("f"));
+        assert_eq!(replies[4]["call"], json!("g"));
+        assert_eq!(replies[5]["end"], json!(true));
+        assert_eq!(replies[6]["done"], json!(true));
+        assert_ne!(replies[3]["key"], replies[4]["key"], "a fresh key every time");
         assert_eq!(s.results[0].as_ref().map(|r| &r.end), Some(&CaseEnd::TestsPassed));
         assert!(s.broke.is_none());
 
@@ -1419,18 +1580,10 @@ mod tests {
             json!({"op": "result", "status": "ok"}),
             json!({"op": "tests"}),
             json!({"op": "value", "value": "1"}),
+            json!({"op": "threw", "kind": "ValueError", "message": ""}),
             json!({"op": "ran"}),
             json!({"op": "next", "key": "not the key"}),
             json!({"op": "mystery"}),
-        ];
-        let order = [
-            json!({"op": "harness"}),
-            json!({"op": "start"}),
-            json!({"op": "next"}),
-            json!({"op": "tests"}),
-            json!({"op": "value", "value": "1"}),
-            json!({"op": "ran"}),
-            json!({"op": "next"}),
         ];
         for at in 0..order.len() {
             for bad in &wrong {
@@ -1441,8 +1594,7 @@ mod tests {
                     0 | 1 => op == "harness" || op == "start",
                     2 => op == "compile_error",
                     3 => op == "tests",
-                    4 => op == "value",
-                    5 => op == "ran",
+                    4 | 5 => op == "value" || op == "threw",
                     _ => op == "next",
                 } && bad.get("key").is_none();
                 let mut s = session(Mode::Assert { steps: steps.clone() }, 1);
@@ -1481,111 +1633,220 @@ mod tests {
         }
     }
 
+    /// A code step, by hand: the program's side hands the chunk to the tests'
+    /// interpreter, relays the calls it makes, and goes on when it is done.
     #[test]
-    fn test_code_runs_in_its_own_globals_and_imports_in_both() {
-        let steps = vec![
-            Step::Code {
-                source: "import math".into(),
-                line: 1,
-                import: true,
-            },
-            code("secret = 7\nassert f() == 1", 2),
-            call("g", "[]", "true"),
-        ];
-        let program = "def f(): return 1\ndef g(): return 'secret' not in globals() and math.pi > 3\n";
-        let Some(run) = run_steps(program, steps) else {
-            return;
-        };
-        assert_eq!(case(&run, 0).end, CaseEnd::TestsPassed, "{run:?}");
-    }
-
-    /// With test code in the sandbox the harness guards itself: the program
-    /// can reach no frame, no object graph, no tracer; without, nothing is
-    /// refused.
-    #[test]
-    fn guarded_runs_refuse_introspection() {
-        let probes = [
-            "import sys\nsys._getframe(1)",
-            "import sys\ntry:\n    1/0\nexcept Exception as e:\n    e.__traceback__.tb_frame",
-            "def gen():\n    yield 1\ngen().gi_frame",
-            "import gc\ngc.get_referrers(1)",
-            "import gc\ngc.get_objects()",
-            "import sys\nsys.settrace(lambda *a: None)",
-            "import sys\nsys.setprofile(lambda *a: None)",
-            "import sys\nsys.monitoring.register_callback(1, 1, print)",
-        ];
-        for probe in probes {
-            let program = format!("{probe}\ndef f(): return 1\n");
-            let Some(guarded) = run_steps(&program, vec![code("assert f() == 1", 1)]) else {
-                return;
-            };
-            assert!(
-                matches!(&case(&guarded, 0).end, CaseEnd::Raised { kind, in_tests: false, .. } if kind == "RuntimeError"),
-                "{probe}: {guarded:?}"
-            );
-            let open = run_steps(&program, vec![call("f", "[]", "1")]).expect("sandbox");
-            assert_eq!(case(&open, 0).end, CaseEnd::TestsPassed, "{probe}: {open:?}");
+    fn a_code_step_relays_between_the_two_interpreters() {
+        use tokio::sync::mpsc::unbounded_channel;
+        let steps = vec![code("assert f(1) == 2", 1), call("f", "[2]", "3")];
+        let mut s = session(Mode::Assert { steps }, 1);
+        let (to_runner, mut runner_inbox) = unbounded_channel();
+        let (_to_cases, from_runner) = unbounded_channel();
+        s.link_runner(RunnerLink {
+            to: to_runner,
+            from: Some(from_runner),
+            begun: false,
+        });
+        for frame in [
+            json!({"op": "harness"}),
+            json!({"op": "start"}),
+            json!({"op": "next"}),
+        ] {
+            send(&mut s, frame).unwrap();
         }
-        // A hook of the program's own is refused silently; the guard stays.
-        let hooked = run_steps(
-            "import sys\nsys.addaudithook(lambda *a: None)\nimport sys\nsys._getframe()\ndef f(): return 1\n",
-            vec![code("assert f() == 1", 1)],
-        )
-        .expect("sandbox");
-        assert!(matches!(&case(&hooked, 0).end, CaseEnd::Raised { kind, .. } if kind == "RuntimeError"));
+        assert_eq!(
+            send(&mut s, json!({"op": "tests", "names": ["f"]})).unwrap(),
+            json!(null)
+        );
+        assert!(matches!(runner_inbox.try_recv(), Ok(ToRunner::Begin { names }) if names == ["f"]));
+        assert!(matches!(
+            runner_inbox.try_recv(),
+            Ok(ToRunner::Chunk { line: 1, .. })
+        ));
+        let forwarded = reply_of(s.on_runner(
+            Some(FromRunner::Call {
+                name: "f".into(),
+                args: "[1]".into(),
+                kwargs: "{\"dict\":[]}".into(),
+            }),
+            0,
+        ));
+        assert_eq!(
+            (forwarded["call"].as_str(), forwarded["copy_back"].as_bool()),
+            (Some("f"), Some(true))
+        );
+        // The value goes to the tests, unchecked: the tests decide.
+        assert_eq!(
+            send(&mut s, json!({"op": "value", "value": "2", "args": "[1]"})).unwrap(),
+            json!(null)
+        );
+        assert!(matches!(runner_inbox.try_recv(), Ok(ToRunner::Returned { value, .. }) if value == "2"));
+        let next = reply_of(s.on_runner(Some(FromRunner::ChunkDone), 0));
+        assert_eq!(next["args"], json!("[2]"));
+        assert!(next.get("copy_back").is_none(), "a host-compared call");
+        assert_eq!(
+            send(&mut s, json!({"op": "value", "value": "3"})).unwrap()["end"],
+            json!(true)
+        );
+        assert!(matches!(runner_inbox.try_recv(), Ok(ToRunner::Done)));
+        assert_eq!(s.results[0].as_ref().map(|r| &r.end), Some(&CaseEnd::TestsPassed));
+
+        // The tests raised, or their interpreter stopped: the case ends so.
+        for (message, end) in [
+            (
+                Some(FromRunner::Raised {
+                    kind: "AssertionError".into(),
+                    message: String::new(),
+                    traceback: "Traceback ...\n".into(),
+                }),
+                CaseEnd::Raised {
+                    kind: "AssertionError".into(),
+                    message: String::new(),
+                    in_tests: true,
+                },
+            ),
+            (Some(FromRunner::Stopped(Outcome::TimeLimit)), CaseEnd::TimeLimit),
+            (None, CaseEnd::Crashed("the tests' interpreter is gone".into())),
+        ] {
+            let mut s = session(
+                Mode::Assert {
+                    steps: vec![code("pass", 1)],
+                },
+                1,
+            );
+            let (to_runner, _inbox) = unbounded_channel();
+            let (_to_cases, from_runner) = unbounded_channel();
+            s.link_runner(RunnerLink {
+                to: to_runner,
+                from: Some(from_runner),
+                begun: false,
+            });
+            for frame in [
+                json!({"op": "harness"}),
+                json!({"op": "start"}),
+                json!({"op": "next"}),
+                json!({"op": "tests"}),
+            ] {
+                send(&mut s, frame).unwrap();
+            }
+            assert_eq!(reply_of(s.on_runner(message, 0))["end"], json!(true));
+            assert_eq!(s.results[0].as_ref().map(|r| &r.end), Some(&end));
+        }
     }
 
-    /// What the program patched is put back before test code runs in the
-    /// sandbox.
+    /// Test code runs in an interpreter of its own: it sees the program's
+    /// functions as proxies (data in, data out, exceptions by kind, lists
+    /// changed in place changed back), and nothing else of the program's.
     #[test]
-    fn test_code_sees_builtins_and_modules_as_they_were() {
+    fn test_code_runs_apart_and_calls_the_program_with_data() {
         let program = "\
 import builtins, math, collections
+SECRET = 7
 builtins.len = lambda x: 3
-builtins.abs = lambda x: 0
 math.isclose = lambda *a, **k: True
 collections.Counter.__eq__ = lambda self, other: True
-def f(): return [1, 2]
+def f(x): return x + 1
+def fail(x): raise ValueError('no ' + str(x))
+def sort_in_place(xs): xs.sort()
 ";
-        let tests = "import math, collections\nassert len(f()) == 2\nassert abs(-1) == 1\nassert not math.isclose(1, 2)\nassert collections.Counter('ab') != collections.Counter('a')";
+        let tests = "\
+import math, collections
+assert f(1) == 2
+assert 'SECRET' not in globals() and 'math' in globals()
+assert len([1, 2]) == 2 and not math.isclose(1, 2)
+assert collections.Counter('ab') != collections.Counter('a')
+try:
+    fail(3)
+except ValueError as e:
+    assert str(e) == 'no 3'
+else:
+    assert False
+xs = [3, 1, 2]
+sort_in_place(xs)
+assert xs == [1, 2, 3]
+";
         let Some(run) = run_steps(program, vec![code(tests, 1)]) else {
             return;
         };
         assert_eq!(case(&run, 0).end, CaseEnd::TestsPassed, "{run:?}");
-    }
+        assert_eq!(run.instances, 1);
 
-    #[test]
-    fn randomness_is_the_same_on_every_run() {
-        let program =
-            stdio("import random, os\nrandom.seed()\nprint(random.random(), os.urandom(8).hex())\n");
-        let Some(first) = run_job(program.clone(), inputs(&[""]), &small(), always()) else {
-            return;
-        };
-        let second = run_job(program, inputs(&[""]), &small(), always()).expect("sandbox");
-        assert_eq!(out(case(&first, 0)), out(case(&second, 0)));
-        assert!(!out(case(&first, 0)).is_empty());
-    }
-
-    /// A program that times itself sees the same time pass on every run:
-    /// the guest's clocks follow its fuel.
-    #[test]
-    fn clocks_follow_fuel_not_the_host() {
-        let program = stdio(
-            "import time\n\
-             t0, w0 = time.perf_counter(), time.time()\n\
-             n = 0\n\
-             while time.perf_counter() - t0 < 0.05:\n    n += 1\n\
-             print(n, round(time.time() - w0, 2), time.gmtime(w0).tm_year)\n",
+        // A failed assert in the test code, reported with its line.
+        let wrong = run_steps(
+            "def f(x): return x\n",
+            vec![code("assert f(1) == 1\nassert f(2) == 3", 4)],
+        )
+        .expect("sandbox");
+        let end = case(&wrong, 0);
+        assert!(
+            matches!(&end.end, CaseEnd::Raised { kind, in_tests: true, .. } if kind == "AssertionError"),
+            "{wrong:?}"
         );
-        let Some(first) = run_job(program.clone(), inputs(&[""]), &small(), always()) else {
-            return;
-        };
-        let second = run_job(program, inputs(&[""]), &small(), always()).expect("sandbox");
-        let text = out(case(&first, 0));
-        assert_eq!(text, out(case(&second, 0)), "the same count on every run");
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        assert!(fields[0].parse::<u64>().unwrap() > 1000, "{text}");
-        assert_eq!(&fields[1..], ["0.05", "2025"], "{text}");
+        assert!(out_err(end).contains("line 5"), "{}", out_err(end));
+        // A value the program cannot send as data ends the case.
+        let object = run_steps(
+            "def f(): return object()\n",
+            vec![code("assert f() is not None", 1)],
+        )
+        .expect("sandbox");
+        assert!(
+            matches!(&case(&object, 0).end, CaseEnd::Unserialisable(_)),
+            "{object:?}"
+        );
+        // The program exits in a call the tests made.
+        let exits = run_steps("import os\ndef f(): os._exit(0)\n", vec![code("f()", 1)]).expect("sandbox");
+        assert_eq!(case(&exits, 0).end, CaseEnd::Exited(0), "{exits:?}");
+        // Code and host-compared steps interleave, in order.
+        let mixed = run_steps(
+            "n = [0]\ndef bump():\n    n[0] += 1\n    return n[0]\n",
+            vec![
+                call("bump", "[]", "1"),
+                code("assert bump() == 2", 2),
+                call("bump", "[]", "3"),
+            ],
+        )
+        .expect("sandbox");
+        assert_eq!(case(&mixed, 0).end, CaseEnd::TestsPassed, "{mixed:?}");
+    }
+
+    /// The tests' interpreter is beyond the program's reach: frames, gc
+    /// and always-equal objects find nothing to use there.
+    #[test]
+    fn the_program_cannot_reach_the_tests() {
+        let tests =
+            "cases = [((1, 2), 3), ((2, 5), 7)]\nfor args, want in cases:\n    assert add(*args) == want\n";
+        for (name, program) in [
+            (
+                "frame peek",
+                "import sys\ndef add(a, b):\n    f = sys._getframe(1)\n    return f.f_locals.get('want', 0)\n",
+            ),
+            (
+                "gc scan",
+                "import gc\ndef add(a, b):\n    for o in gc.get_objects():\n        if type(o) is tuple and len(o) == 2 and o[0] == (a, b):\n            return o[1]\n    return 0\n",
+            ),
+            (
+                "globals peek",
+                "def add(a, b):\n    return dict(globals().get('cases', [])).get((a, b), 0)\n",
+            ),
+        ] {
+            let Some(run) = run_steps(program, vec![code(tests, 1)]) else {
+                return;
+            };
+            let end = &case(&run, 0).end;
+            assert!(
+                matches!(end, CaseEnd::Raised { kind, in_tests: true, .. } if kind == "AssertionError"),
+                "{name}: {run:?}"
+            );
+        }
+        let always = run_steps(
+            "class Yes:\n    def __eq__(self, o): return True\ndef add(a, b): return Yes()\n",
+            vec![code(tests, 1)],
+        )
+        .expect("sandbox");
+        assert!(
+            matches!(&case(&always, 0).end, CaseEnd::Unserialisable(_)),
+            "{always:?}"
+        );
     }
 
     /// Sleeping is spending: a sleep burns the fuel its time is worth, at

@@ -14,7 +14,8 @@
 
 use wasmtime::{AsContextMut, Caller, Extern};
 
-use super::run::GuestState;
+use super::cases::{Broken, Next};
+use super::run::{GuestState, Host};
 
 /// "No host is bound to the door."
 pub(crate) const NO_HOST: i32 = -1;
@@ -34,7 +35,7 @@ pub(crate) async fn call(
     out_ptr: i32,
     out_len: i32,
 ) -> wasmtime::Result<i32> {
-    if caller.data().session.is_none() {
+    if matches!(caller.data().host, Host::None) {
         return Ok(NO_HOST);
     }
     let Some(memory) = caller.get_export("memory").and_then(Extern::into_memory) else {
@@ -48,14 +49,25 @@ pub(crate) async fn call(
     }
     let request = memory.data(&caller)[ptr..ptr + len].to_vec();
     let fuel_left = caller.get_fuel()?;
-    let Some(session) = caller.data_mut().session.as_mut() else {
-        return Ok(FAULT);
+    let reply = match &mut caller.data_mut().host {
+        Host::None => return Ok(NO_HOST),
+        Host::Cases(session) => session.answer(&request, fuel_left),
+        Host::Runner(runner) => runner
+            .answer(&request)
+            .map_err(|why| Broken(format!("the tests' interpreter: {why}"))),
     };
-    let reply = match session.answer(&request, fuel_left) {
-        Ok(reply) => reply,
+    let mut next = match reply {
+        Ok(next) => next,
         Err(broken) => wasmtime::bail!("the harness protocol was broken: {}", broken.0),
     };
-
+    // A frame that waits for the other interpreter (see `runner`): await
+    // its message, then answer with it, until there is a reply.
+    let reply = loop {
+        match next {
+            Next::Reply(reply) => break reply,
+            Next::Wait => next = wait(&mut caller, fuel_left).await?,
+        }
+    };
     let Some(alloc) = caller.get_export("host_alloc").and_then(Extern::into_func) else {
         return Ok(FAULT);
     };
@@ -81,4 +93,36 @@ pub(crate) async fn call(
         caller.as_context_mut().set_epoch_deadline(arm.epoch_ticks);
     }
     Ok(0)
+}
+
+/// Waits for the other interpreter's message and lets this side's host
+/// answer with it.
+async fn wait(caller: &mut Caller<'_, GuestState>, fuel_left: u64) -> wasmtime::Result<Next> {
+    match &mut caller.data_mut().host {
+        Host::Cases(session) => {
+            let Some(mut inbox) = session.take_inbox() else {
+                wasmtime::bail!("a code step without the tests' interpreter");
+            };
+            let message = inbox.recv().await;
+            let Host::Cases(session) = &mut caller.data_mut().host else {
+                unreachable!("the host does not change during a call")
+            };
+            session.put_inbox(inbox);
+            Ok(session.on_runner(message, fuel_left))
+        }
+        Host::Runner(runner) => {
+            let Some(mut inbox) = runner.take_inbox() else {
+                wasmtime::bail!("the tests' interpreter lost its inbox");
+            };
+            let message = inbox.recv().await;
+            let Host::Runner(runner) = &mut caller.data_mut().host else {
+                unreachable!("the host does not change during a call")
+            };
+            runner.put_inbox(inbox);
+            runner
+                .on_message(message)
+                .map_err(|why| wasmtime::format_err!("the tests' interpreter: {why}"))
+        }
+        Host::None => wasmtime::bail!("no host to wait for"),
+    }
 }

@@ -14,7 +14,9 @@
 //! one guest instance ([`Sandbox::run_python`] runs a program in one);
 //! [`cases`] runs a program against many test cases in one interpreter
 //! ([`Sandbox::run_cases`]), talking to the guest-side harness through the
-//! door (`door`); `streams` holds the in-memory stdin, stdout and stderr.
+//! door (`door`); `runner` runs assert test code in an interpreter of its
+//! own, beside the program's; `streams` holds the in-memory stdin, stdout
+//! and stderr.
 
 mod cancel;
 pub mod cases;
@@ -22,6 +24,7 @@ mod clock;
 mod door;
 pub mod limits;
 mod run;
+mod runner;
 mod streams;
 
 pub use cancel::{Cancel, CancelOnDrop, HookGuard};
@@ -403,12 +406,24 @@ impl Slots {
         *free -= 1;
         Slot(self)
     }
+
+    /// Two slots, taken together once two are free (a run that held one
+    /// while waiting for another could, with others, hold them all).
+    fn take_pair(&self) -> (Slot<'_>, Slot<'_>) {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free < 2 {
+            free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 2;
+        (Slot(self), Slot(self))
+    }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.0.freed.notify_one();
+        // A run waiting for a pair may need this one: wake every waiter.
+        self.0.freed.notify_all();
     }
 }
 
@@ -416,6 +431,11 @@ impl Sandbox {
     /// Waits for a free instance slot.
     pub(crate) fn take_slot(&self) -> Slot<'_> {
         self.inner.slots.take()
+    }
+
+    /// Waits for two free instance slots, and takes both.
+    pub(crate) fn take_slot_pair(&self) -> (Slot<'_>, Slot<'_>) {
+        self.inner.slots.take_pair()
     }
 }
 

@@ -33,8 +33,9 @@ use super::cases::Session;
 use super::clock::{self, FuelClock};
 use super::door;
 use super::limits::{classify, Ending, Limits, Outcome};
+use super::runner::TestRunner;
 use super::streams::{Channel, Output, StdinPipe};
-use super::{Sandbox, SandboxError, STDLIB_GUEST_PATH};
+use super::{Sandbox, SandboxError, Slot, STDLIB_GUEST_PATH};
 
 /// argv[0] the snapshot was made with; its runner passes the same.
 const ARGV0: &str = "/usr/local/bin/python.wasm";
@@ -63,13 +64,23 @@ pub struct RunResult {
     pub elapsed: Duration,
 }
 
-/// The store's data: the WASI context, the memory limiter, and the test
-/// harness's session when one is attached.
+/// What answers an instance's door.
+pub(crate) enum Host {
+    /// Nothing: a plain run (the door answers "no host").
+    None,
+    /// The harness running a program against test cases.
+    Cases(Session),
+    /// The harness running assert test code in an interpreter of its own.
+    Runner(TestRunner),
+}
+
+/// The store's data: the WASI context, the memory limiter, and what answers
+/// the door.
 pub(crate) struct GuestState {
     wasi: WasiP1Ctx,
     limiter: GuestLimiter,
-    /// The harness's side of the door; `None` in a plain run.
-    pub(crate) session: Option<Session>,
+    /// The harness's side of the door.
+    pub(crate) host: Host,
     /// Fuel burned so far, which the guest's clocks show.
     pub(crate) clock: FuelClock,
 }
@@ -179,7 +190,7 @@ pub(crate) struct Launch<'a> {
     pub(crate) deadline: Deadline,
     /// Stops the instance (as a time limit) within a tick when cancelled.
     pub(crate) cancel: Cancel,
-    pub(crate) session: Option<Session>,
+    pub(crate) host: Host,
 }
 
 /// How often the wait for a guest blocked in a host call looks at the
@@ -190,7 +201,7 @@ const CANCEL_POLL: Duration = Duration::from_millis(50);
 pub(crate) struct Finished {
     pub(crate) outcome: Outcome,
     pub(crate) fuel_left: u64,
-    pub(crate) session: Option<Session>,
+    pub(crate) host: Host,
 }
 
 impl Sandbox {
@@ -211,7 +222,7 @@ impl Sandbox {
             limits,
             deadline: Deadline::after(limits.wall),
             cancel: Cancel::new(),
-            session: None,
+            host: Host::None,
         })?;
         let (stdout, stderr) = output.take();
         Ok(RunResult {
@@ -226,6 +237,18 @@ impl Sandbox {
     /// Instantiates the guest and calls `run()` until it returns, traps, or
     /// passes the wall-clock [`Deadline`] (which the door may move).
     pub(crate) fn run_instance(&self, launch: Launch<'_>) -> Result<Finished, SandboxError> {
+        let runtime = async_runtime()?;
+        let slot = self.take_slot();
+        runtime.block_on(self.run_instance_async(launch, slot))
+    }
+
+    /// [`Sandbox::run_instance`] on the caller's runtime, in a pool slot
+    /// the caller took (held until the store is dropped).
+    pub(crate) async fn run_instance_async(
+        &self,
+        launch: Launch<'_>,
+        slot: Slot<'_>,
+    ) -> Result<Finished, SandboxError> {
         let Launch {
             source,
             stdin,
@@ -233,7 +256,7 @@ impl Sandbox {
             limits,
             deadline,
             cancel,
-            session,
+            host,
         } = launch;
         // The source travels as a C string in argv, where a NUL would
         // silently cut it short; CPython refuses such source too.
@@ -241,7 +264,7 @@ impl Sandbox {
             return Ok(Finished {
                 outcome: Outcome::RuntimeError("source code contains a NUL byte".into()),
                 fuel_left: limits.fuel,
-                session,
+                host,
             });
         }
         let mut wasi = WasiCtxBuilder::new();
@@ -257,15 +280,13 @@ impl Sandbox {
                 SandboxError::wasmtime(&format!("preopening {}", self.inner.stdlib_dir.display()), e)
             })?;
 
-        // Held until the store (and its pool slot) is dropped, below.
-        let slot = self.take_slot();
         let state = GuestState {
             wasi: wasi.build_p1(),
             limiter: GuestLimiter {
                 memory_bytes: limits.memory_bytes,
                 memory_refused: false,
             },
-            session,
+            host,
             clock: FuelClock::new(limits.fuel),
         };
         let mut store = Store::new(&self.inner.engine, state);
@@ -287,15 +308,8 @@ impl Sandbox {
         });
         store.set_epoch_deadline(1);
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|source| SandboxError::Host {
-                what: "starting the async runtime",
-                source,
-            })?;
         let pre = &self.inner.pre;
-        let result = runtime.block_on(async {
+        let result = {
             let call = async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let run = instance.get_typed_func::<(), i32>(&mut store, "run")?;
@@ -314,7 +328,7 @@ impl Sandbox {
                     Err(_) => break None,
                 }
             }
-        });
+        };
 
         let fuel_left = store.get_fuel().unwrap_or(0);
         let outcome = classify(Ending {
@@ -322,14 +336,25 @@ impl Sandbox {
             memory_refused: store.data().limiter.memory_refused,
             output_overflowed: output.overflowed(),
         });
-        let session = store.into_data().session;
+        let host = store.into_data().host;
         drop(slot);
         Ok(Finished {
             outcome,
             fuel_left,
-            session,
+            host,
         })
     }
+}
+
+/// The current-thread runtime a run's async calls are driven on.
+pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, SandboxError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|source| SandboxError::Host {
+            what: "starting the async runtime",
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -637,7 +662,7 @@ print(sorted(os.listdir('/usr/local/lib')))
                     memory_bytes: 1 << 30,
                     memory_refused: false,
                 },
-                session: None,
+                host: Host::None,
                 clock: FuelClock::new(u64::MAX / 2),
             };
             let mut store = Store::new(engine, state);
