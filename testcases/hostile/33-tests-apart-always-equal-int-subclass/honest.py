@@ -1,0 +1,6 @@
+class Money(int):
+    pass
+
+
+def add(a, b):
+    return Money(a + b)
