@@ -176,7 +176,9 @@ pub struct AssertReport {
     /// function in the sandbox and compared the value with the expected one
     /// outside it, where the program cannot reach.
     pub host_compared: Vec<u32>,
-    /// The first line of each statement that ran inside the sandbox.
+    /// The first line of each statement that ran as code inside the
+    /// sandbox, in an interpreter of its own where the program's functions
+    /// are called with data.
     pub in_sandbox: Vec<u32>,
 }
 

@@ -25,8 +25,8 @@
 # `assert math.isclose(CALL, VALUE, ...)` or `assert abs(CALL - VALUE) < EPS`
 # (or `<=`, either order), where CALL is `f(VALUE, ..., k=VALUE)`, maybe
 # wrapped in set/frozenset/sorted/list/tuple, `f` is a name the test code
-# never binds (so the program's), and every VALUE is a literal (or
-# arithmetic on literals, or a wrapper of one). HumanEval's form,
+# never binds and no builtin has (so the program's), and every VALUE is a
+# literal (or arithmetic on literals, or a wrapper of one). HumanEval's form,
 # `def check(candidate): <asserts on candidate(...)>` followed by
 # `check(f)`, is converted when every statement of `check` is. Other
 # statements stay code, except a few that cannot matter: `pass`,
@@ -34,11 +34,13 @@
 # (`METADATA = {...}`), and imports when no other statement stays.
 
 import ast
+import builtins
 import json
 import math
 import sys
 
 encode, _ = _typed_codec()
+BUILTINS = frozenset(dir(builtins))
 WRAPPERS = {"set": set, "frozenset": frozenset, "sorted": sorted, "list": list, "tuple": tuple}
 OPS = {
     ast.Add: lambda a, b: a + b,
@@ -120,6 +122,12 @@ class Converter:
         """A name the test code never binds."""
         return name not in self.bound
 
+    def programs(self, name):
+        """A name the program must define: one the test code never binds and
+        no builtin has (a call of `len` or `max` is the builtin's, which the
+        program must not be able to replace)."""
+        return self.free(name) and name not in BUILTINS
+
     def value(self, node):
         """The value of a literal expression, evaluated here."""
         try:
@@ -182,7 +190,7 @@ class Converter:
         name = node.func.id
         if candidate is not None and name == candidate[0]:
             name = candidate[1]
-        elif not self.free(name) or name in WRAPPERS:
+        elif not self.programs(name):
             raise NotConvertible
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             raise NotConvertible
@@ -317,7 +325,7 @@ class Converter:
             raise NotConvertible
         name, entry = stmt.value.func.id, stmt.value.args[0].id
         definition = self.checks.get(name)
-        if definition is None or self.reads.get(name, 0) != 1 or not self.free(entry):
+        if definition is None or self.reads.get(name, 0) != 1 or not self.programs(entry):
             raise NotConvertible
         parameter = definition.args.args[0].arg
         steps = []

@@ -8,6 +8,8 @@
 # The program's interpreter:
 #
 #   {"op":"start"}                 -> {"key", "mode", "source", "fn_name"}
+#   {"op":"calls"}                 -> `M` + marshal bytes, and the same key:
+#                                     calls.py (assert mode only)
 #   {"op":"compile_error", ...}    -> {"key"}     the program does not compile
 #   {"op":"next"}                  -> {"key", "case", "args"} or {"key", "done"}
 #   {"op":"result", "status", ...} -> {"key"}     how the case ended
@@ -33,6 +35,7 @@
 # program's functions is a proxy there:
 #
 #   {"op":"start"}                 -> {"mode": "runner", "names"}
+#   {"op":"calls"}                 -> `M` + marshal bytes: calls.py
 #   {"op":"chunk"}                 -> {"code", "line"} or {"done"}   (the
 #                                     previous chunk, if any, ran to its end)
 #   {"op":"call", "name", "args", "kwargs"} -> {"value", "args"} or {"threw", "message"}
@@ -55,17 +58,12 @@ def _harness(
     _type=type,
     _issubclass=issubclass,
     _isinstance=isinstance,
-    _callable=callable,
     _len=len,
     _str=str,
     _int=int,
     _list=list,
     _dict=dict,
-    _tuple=tuple,
-    _set=set,
     _frozenset=frozenset,
-    _bytearray=bytearray,
-    _sorted=sorted,
     _compile=compile,
     _exec=exec,
     _BaseException=BaseException,
@@ -74,12 +72,11 @@ def _harness(
     _TypeError=TypeError,
     _ValueError=ValueError,
     _RecursionError=RecursionError,
-    _RuntimeError=RuntimeError,
-    _codec=_typed_codec,
 ):
     import builtins
     import io
     import json
+    import marshal
     import os
     import sys
     import types
@@ -97,7 +94,6 @@ def _harness(
     int_index = _int.__index__
     str_split = _str.split
     str_strip = _str.strip
-    str_startswith = _str.startswith
     type_name = _type.__dict__["__name__"].__get__
     type_mro = _type.__dict__["__mro__"].__get__
     exc_traceback = _BaseException.__dict__["__traceback__"].__get__
@@ -105,8 +101,6 @@ def _harness(
     exit_code = _SystemExit.__dict__["code"].__get__
     plain = _frozenset((_str, _int, float, bool, bytes, _type(None)))
     dumps, loads = json.dumps, json.loads
-    encode_value, decode_value = _codec()
-    builtins_dict = builtins.__dict__
     modules = sys.modules
     ModuleType = types.ModuleType
     FileIO, BufferedReader, BufferedWriter, TextIOWrapper = (
@@ -268,8 +262,18 @@ def _harness(
 
     job = door('{"op":"start"')
     mode = job["mode"]
-    if mode == "runner":
-        _run_tests(door, job["names"], describe, sources, quit_now, encode_value, decode_value, scan, quote)
+    if mode == "assert" or mode == "runner":
+        # The code that serves calls and runs tests (calls.py), compiled
+        # with this harness but loaded only here: the host hands it over
+        # raw, with no new key.
+        k = key[0]
+        code = call(encode_text('{"op":"calls"' + ("}" if k is None else ',"key":' + quote(k) + "}")))
+        calls = {}
+        _exec(marshal.loads(code[1:]), calls)
+        encode_value, decode_value = calls["_typed_codec"]()
+        if mode == "runner":
+            calls["_run_tests"](door, job["names"], describe, sources, quit_now, encode_value, decode_value, scan, quote)
+        serve_calls = calls["_serving"](door, describe, scan, quote, encode_value, decode_value, unserialisable, max_value)
 
     sources["<solution>"] = str_split(job["source"], "\n")
     try:
@@ -278,53 +282,6 @@ def _harness(
         kind, message, _ = describe(error, compiling=True)
         door('{"op":"compile_error","kind":' + quote(kind) + ',"message":' + quote(message))
         quit_now(0)
-
-    wraps = {"set": _set, "frozenset": _frozenset, "sorted": _sorted, "list": _list, "tuple": _tuple}
-    missing = object()
-
-    def serve_calls(g):
-        """Assert mode, after the program ran: run the calls the host hands
-        over, until it says "end". Returns None, or a result frame for a
-        value that has no data form."""
-        names = [k for k, v in _list(g.items()) if _callable(v) and not str_startswith(k, "__")]
-        step = door('{"op":"tests","names":[' + ",".join([quote(n) for n in names]) + "]")
-        while not get(step, "end"):
-            name = step["call"]
-            fn = get(g, name, missing)
-            if fn is missing:
-                fn = get(builtins_dict, name, missing)
-            args = decode_value(scan(step["args"], 0)[0])
-            kwargs = step["kwargs"]
-            kwargs = {} if kwargs is None else decode_value(scan(kwargs, 0)[0])
-            try:
-                if fn is missing:
-                    raise _NameError("name " + quote(name) + " is not defined")
-                value = fn(*args, **kwargs)
-                wrap = get(step, "wrap")
-                if wrap is not None:
-                    value = wraps[wrap](value)
-            except _SystemExit:
-                raise
-            except _BaseException as error:
-                kind, message, _ = describe(error)
-                step = door('{"op":"threw","kind":' + quote(kind) + ',"message":' + quote(message))
-                continue
-            try:
-                text = encode_value(value)
-            except (_TypeError, _ValueError, _RecursionError) as error:
-                return unserialisable(error)
-            if _len(text) > max_value:
-                return '{"op":"result","status":"unserialisable","message":"the value is too large to send"'
-            frame = '{"op":"value","value":' + quote(text)
-            if get(step, "copy_back"):
-                # The arguments after the call, for the ones it changed in
-                # place (the tests hold their own copies).
-                try:
-                    frame += ',"args":' + quote(encode_value(args))
-                except (_TypeError, _ValueError, _RecursionError):
-                    pass
-            step = door(frame)
-        return None
 
     while True:
         case = door('{"op":"next"')
@@ -363,73 +320,6 @@ def _harness(
                 result += ',"restart":true'
             door(result)
         if not intact:
-            quit_now(0)
-
-
-def _run_tests(door, names, describe, sources, quit_now, encode_value, decode_value, scan, quote):
-    """The tests' interpreter: no program runs here. The test code runs chunk
-    by chunk in globals of its own, where each of the program's functions is
-    a proxy that calls it through the host, with data in and data out."""
-    import builtins
-
-    def exception(kind, message):
-        cls = builtins.__dict__.get(kind)
-        if isinstance(cls, type) and issubclass(cls, Exception):
-            try:
-                return cls(message)
-            except BaseException:
-                pass
-        return RuntimeError(kind + ": " + message)
-
-    def copy_back(args, after):
-        """Arguments the program changed in place, changed here too."""
-        for mine, theirs in zip(args, after):
-            if type(mine) is list and type(theirs) is list:
-                mine[:] = theirs
-            elif type(mine) is dict and type(theirs) is dict:
-                mine.clear()
-                mine.update(theirs)
-            elif type(mine) is set and type(theirs) is set:
-                mine.clear()
-                mine.update(theirs)
-            elif type(mine) is bytearray and type(theirs) is bytes:
-                mine[:] = theirs
-
-    def proxy(name):
-        def call_the_program(*args, **kwargs):
-            reply = door(
-                '{"op":"call","name":'
-                + quote(name)
-                + ',"args":'
-                + quote(encode_value(list(args)))
-                + ',"kwargs":'
-                + quote(encode_value(kwargs))
-            )
-            if "threw" in reply:
-                raise exception(reply["threw"], reply["message"])
-            if reply.get("args") is not None:
-                copy_back(args, decode_value(scan(reply["args"], 0)[0]))
-            return decode_value(scan(reply["value"], 0)[0])
-
-        call_the_program.__name__ = call_the_program.__qualname__ = name
-        return call_the_program
-
-    tests = {"__name__": "__main__", "__builtins__": builtins}
-    for name in names:
-        tests[name] = proxy(name)
-    while True:
-        chunk = door('{"op":"chunk"')
-        if chunk.get("done"):
-            quit_now(0)
-        source = "\n" * (chunk["line"] - 1) + chunk["code"]
-        sources["<tests>"] = source.split("\n")
-        try:
-            exec(compile(source, "<tests>", "exec", dont_inherit=True), tests)
-        except BaseException as error:
-            kind, message, text = describe(error)
-            door(
-                '{"op":"raised","kind":' + quote(kind) + ',"message":' + quote(message) + ',"traceback":' + quote(text)
-            )
             quit_now(0)
 
 

@@ -159,7 +159,7 @@ pub struct AssertPlan {
     /// For each step: its line and, for a call, what was called and how
     /// it is checked (for messages).
     described: Vec<Described>,
-    /// Which lines the host compared and which ran in the sandbox.
+    /// Which lines the host compared and which ran as code, in the tests' interpreter.
     pub report: AssertReport,
 }
 
@@ -284,10 +284,10 @@ fn convert(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<AssertPl
         .map_err(|e| format!("the sandbox failed while reading the assert tests: {e}"))?;
     if run.outcome != Outcome::Exited(0) {
         // Not the tests' fault that we could not read them (they are huge,
-        // or nest deeper than our parser goes): run them whole, in the
-        // sandbox, as with `host_compare: false`.
+        // or nest deeper than our parser goes): run them whole, as code, as
+        // with `host_compare: false`.
         tracing::warn!(
-            "the assert converter stopped ({:?}); the tests run in the sandbox: {}",
+            "the assert converter stopped ({:?}); the tests run whole, as code: {}",
             run.outcome,
             String::from_utf8_lossy(&run.stderr).trim_end()
         );
@@ -341,7 +341,7 @@ fn convert(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<AssertPl
     Ok(plan)
 }
 
-/// The whole test code as one step in the sandbox.
+/// The whole test code as one code step.
 fn whole(code: &str) -> AssertPlan {
     AssertPlan {
         steps: vec![Step::Code {

@@ -665,7 +665,7 @@ mod tests {
                 in_sandbox: vec![]
             })
         );
-        // The same tests, all in the sandbox: a failed assert there.
+        // The same tests, all run as code: a failed assert there.
         let in_sandbox = CodeTests::Assert {
             code: "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n".into(),
             host_compare: false,

@@ -73,22 +73,59 @@ use super::runner::{FromRunner, RunnerLink, ToRunner};
 use super::streams::{Output, StdinPipe};
 use super::{Sandbox, SandboxError};
 
-/// The guest-side harness: the typed-data codec it shares with the assert
-/// converter, then the harness itself.
-pub const HARNESS: &str = concat!(
+/// The guest-side harness.
+pub const HARNESS: &str = include_str!("../../../sandboxes/harness/harness.py");
+
+/// What the harness loads only to serve assert calls or run assert tests:
+/// the typed-data codec it shares with the assert converter, then the code
+/// that serves calls and runs tests. Compiled with the harness, unmarshalled
+/// only where needed (a start-up-bound stdio case never pays for it).
+pub const CALLS: &str = concat!(
     include_str!("../../../sandboxes/harness/data.py"),
-    include_str!("../../../sandboxes/harness/harness.py")
+    include_str!("../../../sandboxes/harness/calls.py")
 );
 
+/// The harness and its calls code, compiled by the guest (marshal bytes).
+#[derive(Debug)]
+pub(crate) struct HarnessCode {
+    pub(crate) core: Vec<u8>,
+    pub(crate) calls: Vec<u8>,
+}
+
+impl HarnessCode {
+    /// From a bootstrap's frame: 8 bytes of the core's length (little
+    /// endian), the core, the calls code.
+    fn parse(frame: &[u8]) -> Option<HarnessCode> {
+        let len = usize::try_from(u64::from_le_bytes(frame.get(..8)?.try_into().ok()?)).ok()?;
+        let rest = &frame[8..];
+        (len <= rest.len()).then(|| HarnessCode {
+            core: rest[..len].to_vec(),
+            calls: rest[len..].to_vec(),
+        })
+    }
+}
+
+/// The reply that hands over compiled code: `M` and the marshal bytes.
+pub(crate) fn code_reply(code: &[u8]) -> Reply {
+    Reply {
+        bytes: [b"M".as_slice(), code].concat(),
+        arm: None,
+    }
+}
+
 /// The guest's `-c` program: get the harness compiled (`M` + marshal bytes)
-/// and run it, or get its source (`S` + text), compile it, give the host the
+/// and run it, or get its source and its calls code's (`S`, the two texts
+/// apart by a NUL), compile both (docstrings dropped), give the host the
 /// code, and quit. Only this code runs before the harness's `start`, so only
 /// it can hand the host a compiled harness.
 pub(crate) const BOOTSTRAP: &str = "\
 import _host, marshal, os
 r = _host.call(b'{\"op\":\"harness\"}')
 if r[:1] == b'S':
-    _host.call(b'harness_code\\n' + marshal.dumps(compile(r[1:], '<harness>', 'exec', dont_inherit=True)))
+    h, c = r[1:].split(b'\\0', 1)
+    h = marshal.dumps(compile(h, '<harness>', 'exec', dont_inherit=True, optimize=2))
+    c = marshal.dumps(compile(c, '<calls>', 'exec', dont_inherit=True, optimize=2))
+    _host.call(b'harness_code\\n' + len(h).to_bytes(8, 'little') + h + c)
     os._exit(0)
 exec(marshal.loads(r[1:]))
 ";
@@ -440,7 +477,7 @@ pub(crate) struct Session {
     deadline: Deadline,
     cancel: Cancel,
     /// The sandbox's compiled harness, once a bootstrap has handed it over.
-    harness_code: Arc<OnceLock<Vec<u8>>>,
+    harness_code: Arc<OnceLock<HarnessCode>>,
     /// Draws the keys.
     keys: StdRng,
     /// The key the next frame must carry: the one in the host's last reply.
@@ -519,7 +556,7 @@ impl Session {
         stdin: StdinPipe,
         deadline: Deadline,
         cancel: Cancel,
-        harness_code: Arc<OnceLock<Vec<u8>>>,
+        harness_code: Arc<OnceLock<HarnessCode>>,
     ) -> Session {
         let total = job.cases.len();
         Session {
@@ -570,9 +607,12 @@ impl Session {
             if self.phase != Phase::Boot {
                 return Err(self.broken("the bootstrap's `harness_code`"));
             }
+            let Some(code) = HarnessCode::parse(code) else {
+                return Err(self.broken("a bootstrap's `harness_code` frame that is cut short"));
+            };
             // A concurrent bootstrap may have been first; both compiled the
             // same source in the same guest.
-            let _ = self.harness_code.set(code.to_vec());
+            let _ = self.harness_code.set(code);
             self.compiled_harness = true;
             return Ok(Next::Reply(plain(json!({}))));
         }
@@ -581,11 +621,13 @@ impl Session {
         };
         match (self.phase, frame.op.as_str()) {
             (Phase::Boot, "harness") => {
-                let bytes = match self.harness_code.get() {
-                    Some(code) => [b"M".as_slice(), code].concat(),
-                    None => [b"S".as_slice(), HARNESS.as_bytes()].concat(),
-                };
-                return Ok(Next::Reply(Reply { bytes, arm: None }));
+                return Ok(Next::Reply(match self.harness_code.get() {
+                    Some(code) => code_reply(&code.core),
+                    None => Reply {
+                        bytes: [b"S", HARNESS.as_bytes(), b"\0", CALLS.as_bytes()].concat(),
+                        arm: None,
+                    },
+                }));
             }
             (Phase::Boot, "start") => {
                 self.phase = Phase::Started;
@@ -613,6 +655,14 @@ impl Session {
                 });
                 self.stopped = true;
                 reply(self.reply(json!({})))
+            }
+            // Raw, and the key stays: the harness loads this code before any
+            // of the program runs.
+            (Phase::Started, "calls") if matches!(self.job.program.mode, Mode::Assert { .. }) => {
+                match self.harness_code.get() {
+                    Some(code) => reply(code_reply(&code.calls)),
+                    None => Err(self.broken("`calls` before the harness was compiled")),
+                }
             }
             (Phase::Started | Phase::Idle, "next") => reply(self.start_case()),
             (Phase::Program(k) | Phase::Step(k, _) | Phase::Forwarded(k, _), "result") => {
@@ -1399,7 +1449,7 @@ mod tests {
                 value: "2".into()
             }
         );
-        // A failed assert in code run in the sandbox, at its own line.
+        // A failed assert in test code (run in the tests' interpreter), at its own line.
         let off = run_steps("def add(a, b): return a + b if a != 2 else 5\n", steps()).expect("sandbox");
         let end = &case(&off, 0);
         assert!(

@@ -199,7 +199,7 @@ struct Inner {
     stdlib_dir: PathBuf,
     /// The test harness compiled by the guest (marshal bytes), filled by the
     /// first run of [`Sandbox::run_cases`]; see `cases`.
-    harness_code: Arc<OnceLock<Vec<u8>>>,
+    harness_code: Arc<OnceLock<cases::HarnessCode>>,
     /// Free instance slots of the pooling allocator; a run waits for one.
     slots: Slots,
     /// Dropping this ends the ticker thread (its `recv_timeout` sees the

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::cases::{Next, Reply};
+use super::cases::{code_reply, HarnessCode, Next, Reply};
 use super::limits::{Limits, Outcome};
 use super::run::{async_runtime, Finished, Host, Launch};
 use super::streams::{Output, StdinPipe};
@@ -82,7 +82,7 @@ pub(crate) struct TestRunner {
     to: UnboundedSender<FromRunner>,
     /// Taken while a door call waits on it.
     from: Option<UnboundedReceiver<ToRunner>>,
-    harness_code: Arc<OnceLock<Vec<u8>>>,
+    harness_code: Arc<OnceLock<HarnessCode>>,
     /// A chunk is running: the next `chunk` frame means it finished.
     in_chunk: bool,
     /// What the harness waits for, while a door call waits.
@@ -128,12 +128,13 @@ impl TestRunner {
             to.send(msg).map_err(|_| "the program's side is gone".to_string())
         };
         match frame.op.as_str() {
-            "harness" => {
+            "harness" | "calls" => {
                 let code = self.harness_code.get().ok_or("the harness is not compiled yet")?;
-                Ok(Next::Reply(Reply {
-                    bytes: [b"M".as_slice(), code].concat(),
-                    arm: None,
-                }))
+                Ok(Next::Reply(code_reply(if frame.op == "harness" {
+                    &code.core
+                } else {
+                    &code.calls
+                })))
             }
             "start" => {
                 self.waiting = Waiting::Begin;
@@ -275,7 +276,10 @@ mod tests {
         let (to_runner, from_cases) = unbounded_channel();
         let (to_cases, from_runner) = unbounded_channel();
         let code = Arc::new(OnceLock::new());
-        let _ = code.set(b"code".to_vec());
+        let _ = code.set(HarnessCode {
+            core: b"core".to_vec(),
+            calls: b"calls".to_vec(),
+        });
         (
             TestRunner {
                 to: to_cases,
@@ -300,7 +304,7 @@ mod tests {
     #[test]
     fn the_runner_relays_chunks_and_calls() {
         let (mut r, _to_runner, mut from_runner) = runner();
-        assert_eq!(text(r.answer(br#"{"op":"harness"}"#).unwrap()), "Mcode");
+        assert_eq!(text(r.answer(br#"{"op":"harness"}"#).unwrap()), "Mcore");
         assert_eq!(text(r.answer(br#"{"op":"start"}"#).unwrap()), "wait");
         let begun = r
             .on_message(Some(ToRunner::Begin {
@@ -308,6 +312,7 @@ mod tests {
             }))
             .unwrap();
         assert_eq!(text(begun), r#"{"mode":"runner","names":["f"]}"#);
+        assert_eq!(text(r.answer(br#"{"op":"calls"}"#).unwrap()), "Mcalls");
         assert_eq!(text(r.answer(br#"{"op":"chunk"}"#).unwrap()), "wait");
         let chunk = r
             .on_message(Some(ToRunner::Chunk {
