@@ -63,9 +63,10 @@ fuzz:
 bench-math:
 	bench/math_bench.sh
 
-## Benchmark code grading against a native CPython process pool (bench/code_bench.py).
+## Benchmark code grading against a native CPython process pool (bench/code_bench.py);
+## ARGS="--baseline-bin OLD/reward-server" also runs an older build, for before/after.
 bench-code:
-	bench/code_bench.sh
+	bench/code_bench.sh $(ARGS)
 
 ## HTTP load benchmark of `reward-server serve` with oha (installed into bench/.tools).
 bench-http:

@@ -4,6 +4,7 @@
     bash bench/code_bench.sh            # guest + release build + full run (~2.5 min on 2 cores)
     bash bench/code_bench.sh --quick    # small workloads, 1 round, for a smoke run
     python3 bench/code_bench.py [--bin PATH] [--rounds 3] [--quick] [--json PATH]
+    bash bench/code_bench.sh --baseline-bin OLD/reward-server   # also before/after, in the same run
 
 (code_bench.sh fetches the sandbox guest and builds the release binary first;
 this script only runs it.)
@@ -47,6 +48,10 @@ timed one by one; one value per item); native = each subprocess.run, timed in
 the worker. Per-item latency: elapsed_ms vs the worker's time for the item
 (temp file included). Ratios are ours/native: above 1 means ours has more
 throughput (items/s, cases/s) or more latency (ms).
+
+With --baseline-bin, a third side runs in every round: another reward-server
+binary (an older build) on the same items, so a change's cost shows as
+ours/baseline ratios measured on the same machine in the same run.
 
 Verdicts and `passed` must agree item by item; mismatches are counted and
 listed (a mismatch is a bug in one of the two, not noise). Results go to
@@ -206,6 +211,18 @@ def _int_token(t):
     return None
 
 
+def _exact(t):
+    """A decimal token's exact value (Decimal), or None."""
+    import decimal
+    if "_" in t or not t or not all(c in "0123456789+-.eE" for c in t):
+        return None
+    try:
+        v = decimal.Decimal(t)
+    except decimal.InvalidOperation:
+        return None
+    return v if v.is_finite() else None
+
+
 def _float_token(t):
     # Rust's f64::from_str has no '_' separators and no surrounding blanks.
     if "_" in t:
@@ -217,11 +234,15 @@ def _float_token(t):
 
 
 def tokens_match(a, b):
+    """Actual token a against expected b, reward-server's default rule: an
+    expected integer is met exactly (3.0 meets 3), another number within
+    FLOAT_TOL absolute or relative."""
     if a == b:
         return True
-    x, y = _int_token(a), _int_token(b)
-    if x is not None and y is not None:
-        return x == y
+    y = _int_token(b)
+    if y is not None:
+        x = _exact(a)
+        return x is not None and x == y
     x, y = _float_token(a), _float_token(b)
     if x is None or y is None or x != x or y != y or abs(x) == float("inf") or abs(y) == float("inf"):
         return False
@@ -394,6 +415,7 @@ def fmt(x, nd=1):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=DEFAULT_BIN, help="reward-server binary (release)")
+    ap.add_argument("--baseline-bin", help="another reward-server binary to run as a third side (before/after)")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per measurement (default 3)")
     ap.add_argument("--quick", action="store_true", help="small workloads, 1 round")
     ap.add_argument("--native-python", default=sys.executable,
@@ -435,6 +457,8 @@ def main():
                              capture_output=True, text=True).stdout.strip()
     print(f"machine  {cpu_info()}; load avg {loadavg():.2f}")
     print(f"ours     {args.bin}")
+    if args.baseline_bin:
+        print(f"baseline {args.baseline_bin}")
     print(f"native   {py} -> {py_real} ({py_ver}), ProcessPoolExecutor, one subprocess per case")
     if loadavg() > 0.5:
         print("warning  machine is not idle (load avg > 0.5): timings will be noisy")
@@ -449,6 +473,11 @@ def main():
     warm_ours_s = time.perf_counter() - t0
     if warm["results"][0].get("verdict") != "correct":
         die(f"warm-up item not correct: {warm['results'][0]}")
+    if args.baseline_bin:
+        warm = run_ours(args.baseline_bin, warm_path, 1, 1, os.path.join(od, "code-warmup-baseline.jsonl"),
+                        os.path.join(od, "code-baseline.stderr"))
+        if warm["results"][0].get("verdict") != "correct":
+            die(f"baseline warm-up item not correct: {warm['results'][0]}")
     start_ms = []
     for _ in range(21):
         t1 = time.perf_counter()
@@ -461,25 +490,31 @@ def main():
     summary = {
         "machine": cpu_info(), "nproc": os.cpu_count(), "workers": nw, "rounds": rounds, "seed": SEED,
         "native_python": py_ver, "native_python_path": py, "native_python_real": py_real,
-        "native_start_ms_median": median(start_ms), "bin": args.bin, "platform": platform.platform(),
+        "native_start_ms_median": median(start_ms), "bin": args.bin, "baseline_bin": args.baseline_bin,
+        "platform": platform.platform(),
         "warmup_ours_s": warm_ours_s, "load_avg_start": loadavg(), "measurements": {},
     }
     total_mismatch = 0
     mismatch_examples = []
     for label, wname, w in plan:
         items = workloads[wname]
-        runs = {"ours": [], "native": []}
+        sides = ["ours", "native"] + (["baseline"] if args.baseline_bin else [])
+        runs = {who: [] for who in sides}
         for r in range(rounds):
-            order = ["ours", "native"] if r % 2 == 0 else ["native", "ours"]
+            # Which side goes first rotates from round to round.
+            order = sides[r % len(sides):] + sides[:r % len(sides)]
             for who in order:
                 if who == "ours":
                     res = run_ours(args.bin, paths[wname], len(items), w, os.path.join(od, f"code-{wname}-ours.jsonl"),
                                    os.path.join(od, "code-ours.stderr"))
+                elif who == "baseline":
+                    res = run_ours(args.baseline_bin, paths[wname], len(items), w,
+                                   os.path.join(od, f"code-{wname}-baseline.jsonl"), os.path.join(od, "code-baseline.stderr"))
                 else:
                     res = run_native(items, w, args.native_python)
                 runs[who].append(res)
-            print(f"{label:<24} round {r + 1}/{rounds}  ours {runs['ours'][-1]['wall_s']:7.2f} s   "
-                  f"native {runs['native'][-1]['wall_s']:7.2f} s   load {loadavg():.2f}", flush=True)
+            walls = "   ".join(f"{who} {runs[who][-1]['wall_s']:7.2f} s" for who in sides)
+            print(f"{label:<24} round {r + 1}/{rounds}  {walls}   load {loadavg():.2f}", flush=True)
         mism = []
         for a, b in zip(runs["ours"], runs["native"]):
             mism += compare_verdicts(a["results"], b["results"])
@@ -500,6 +535,20 @@ def main():
             "verdicts_ours_last_round": dict(verdicts),
             "verdict_mismatches": len(mism),
         }
+        if args.baseline_bin:
+            sb = summarise(runs["baseline"], len(items))
+            m["baseline"] = sb
+            m["ratio_ours_over_baseline"] = {
+                "items_per_s": ratio(so["items_per_s"], sb["items_per_s"]),
+                "cases_per_s": ratio(so["cases_per_s"], sb["cases_per_s"]),
+                "per_case_median": ratio(so["per_case"]["median_ms"], sb["per_case"]["median_ms"]),
+                "per_item_median": ratio(so["per_item"]["median_ms"], sb["per_item"]["median_ms"]),
+            }
+            base_mism = []
+            for a, b in zip(runs["ours"], runs["baseline"]):
+                base_mism += [x for x, y in zip(a["results"], b["results"])
+                              if x.get("verdict") != y.get("verdict") or x.get("passed") != y.get("passed")]
+            m["verdict_mismatches_vs_baseline"] = len(base_mism)
         if wname == "compute":
             ko, kn = per_kind_case_ms(items, runs["ours"], "ours"), per_kind_case_ms(items, runs["native"], "native")
             m["per_kind_case_ms"] = {
@@ -530,6 +579,20 @@ def main():
               f"{fmt(q['per_item_median'], 2):>9} {fmt(q['per_item_p90'], 2):>9}")
     print("(latencies in ms; ratio = ours/native: >1 in items/s and cases/s means ours is faster, "
           ">1 in ms means ours is slower)")
+    if args.baseline_bin:
+        print()
+        print(f"== before/after: ours = {args.bin}, baseline = {args.baseline_bin}; same rounds ==")
+        hdr2 = (f"{'measurement':<24} {'ours items/s':>13} {'base items/s':>13} {'ratio':>7} "
+                f"{'ours case med':>14} {'base case med':>14} {'ratio':>7} {'verdicts differ':>16}")
+        print(hdr2)
+        print("-" * len(hdr2))
+        for label, m in summary["measurements"].items():
+            q = m["ratio_ours_over_baseline"]
+            print(f"{label:<24} {fmt(m['ours']['items_per_s']):>13} {fmt(m['baseline']['items_per_s']):>13} "
+                  f"{fmt(q['items_per_s'], 3):>7} {fmt(m['ours']['per_case']['median_ms'], 2):>14} "
+                  f"{fmt(m['baseline']['per_case']['median_ms'], 2):>14} {fmt(q['per_case_median'], 3):>7} "
+                  f"{m['verdict_mismatches_vs_baseline']:>16}")
+        print("(ratio = ours/baseline: items/s below 1 means ours is slower; case ms above 1 means ours is slower)")
     for label, m in summary["measurements"].items():
         if "per_kind_case_ms" in m:
             parts = [f"{k} ours {fmt(v['ours']['median_ms'], 0)} ms / native {fmt(v['native']['median_ms'], 0)} ms "
