@@ -703,7 +703,7 @@ impl Session {
                     return Err(self.broken("a `value` frame without a value"));
                 };
                 self.phase = Phase::Step(k, i);
-                Ok(self.to_runner(
+                Ok(self.relay_to_runner(
                     k,
                     ToRunner::Returned {
                         value,
@@ -718,7 +718,7 @@ impl Session {
                     kind: frame.kind.unwrap_or_default(),
                     message: frame.message.unwrap_or_default(),
                 };
-                Ok(self.to_runner(k, threw, fuel_left))
+                Ok(self.relay_to_runner(k, threw, fuel_left))
             }
             (phase, op) => Err(self.broken(&format!("a `{op}` frame {}", phase.describe()))),
         }
@@ -726,7 +726,7 @@ impl Session {
 
     /// Sends `message` to the tests' interpreter and waits for its answer;
     /// if it is gone, the case ends.
-    fn to_runner(&mut self, k: usize, message: ToRunner, fuel_left: u64) -> Next {
+    fn relay_to_runner(&mut self, k: usize, message: ToRunner, fuel_left: u64) -> Next {
         let sent = self
             .runner
             .as_ref()
@@ -869,7 +869,7 @@ impl Session {
                     source: source.clone(),
                     line: *line,
                 };
-                self.to_runner(k, chunk, fuel_left)
+                self.relay_to_runner(k, chunk, fuel_left)
             }
         }
     }
