@@ -1255,7 +1255,23 @@ mod tests {
         let Some(sandbox) = test_sandbox() else {
             return;
         };
-        for program in ["while True: pass", "import time\ntime.sleep(100)"] {
+        let assert = |source: &str, tests: &str| Program {
+            source: source.into(),
+            mode: Mode::Assert {
+                steps: vec![code(tests, 1)],
+            },
+        };
+        // A spinning program; a program whose door call waits while the
+        // tests' interpreter spins; and the tests' interpreter waiting in
+        // its door call while the program's function spins. (A sleep is no
+        // wait: it is paid in fuel, see `super::clock`.)
+        let programs = [
+            stdio("while True: pass"),
+            assert("def f():\n    return 1\n", "while True: pass"),
+            assert("def f():\n    while True: pass\n", "assert f() == 1"),
+        ];
+        for program in programs {
+            let what = program.source.clone();
             let cancel = Cancel::new();
             let canceller = {
                 let cancel = cancel.clone();
@@ -1271,18 +1287,24 @@ mod tests {
             };
             let started = Instant::now();
             let run = sandbox
-                .run_cases_until(stdio(program), inputs(&["", "", ""]), &limits, always(), &cancel)
+                .run_cases_until(program, inputs(&["", "", ""]), &limits, always(), &cancel)
                 .expect("the run could be set up");
             canceller.join().unwrap();
-            assert!(run.cancelled, "{program}");
+            assert!(run.cancelled, "{what}");
             assert!(
                 started.elapsed() < Duration::from_secs(2),
-                "{program}: {:?}",
+                "{what}: {:?}",
                 started.elapsed()
             );
             assert!(
+                run.cases[0]
+                    .as_ref()
+                    .is_none_or(|c| c.end != CaseEnd::TestsPassed),
+                "{what}: {run:?}"
+            );
+            assert!(
                 run.cases[1].is_none() && run.cases[2].is_none(),
-                "{program}: {run:?}"
+                "{what}: {run:?}"
             );
         }
     }
