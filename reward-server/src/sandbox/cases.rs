@@ -1590,6 +1590,7 @@ mod tests {
             Output::new(1 << 20),
             StdinPipe::new(Bytes::new()),
             Deadline::after(Duration::from_secs(10)),
+            Cancel::new(),
             Arc::default(),
         )
     }
