@@ -235,8 +235,9 @@ fn readiness_waits_for_the_sandbox_and_ends_at_sigterm() {
     wait_ready(server.addr);
     assert_eq!(get(server.addr, "/readyz").json(), json!({"status": "ready"}));
     let addr = server.addr;
-    // A request in flight keeps the server draining for a while.
-    let items = json!({"items": [code("while True: pass", 3, 0.5)]});
+    // A request in flight keeps the server draining for a while (one case
+    // that runs to its CPU budget of 3 s).
+    let items = json!({"items": [code("while True: pass", 1, 3.0)]});
     let in_flight = std::thread::spawn(move || post_json(addr, "/v1/reward", &items));
     std::thread::sleep(Duration::from_millis(300));
     server.terminate();

@@ -945,7 +945,11 @@ impl Session {
             self.phase = phase;
             self.record(k, CaseEnd::from_outcome(outcome, stdio), fuel_left, None);
             self.phase = Phase::Boot;
-        } else if !restart && !self.stopped && self.next < self.job.cases.len() {
+        } else if !restart && !self.stopped && !self.cancel.is_cancelled() && self.next < self.job.cases.len()
+        {
+            // A cancelled run charges no case that had not begun: a
+            // cancellation between cases stops the instance, and that is
+            // no verdict on the next case.
             let k = self.next;
             self.next += 1;
             let end = match outcome {
