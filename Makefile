@@ -74,9 +74,9 @@ bench-http:
 
 ## Fault and load figures of `reward-server serve` (overload, slowloris,
 ## SIGTERM and kill -9 under load, disconnects, peak memory), under the
-## exclusive CPU lock; ONLY=overload,... for some (bench/fault_bench.py).
+## machine to itself (other load skews the latencies); ONLY=overload,... for some (bench/fault_bench.py).
 bench-fault: fetch-guest release
-	flock -x /tmp/cpu.lock python3 bench/fault_bench.py --bin $(BIN) $(if $(ONLY),--only $(ONLY))
+	python3 bench/fault_bench.py --bin $(BIN) $(if $(ONLY),--only $(ONLY))
 
 ## Render deploy/'s kustomizations with Debian's kubectl and validate every
 ## object with kubernetes-validate (both installed by deploy/check.sh into
