@@ -73,8 +73,9 @@ bench-http:
 	bench/http_bench.sh
 
 ## Fault and load figures of `reward-server serve` (overload, slowloris,
-## SIGTERM and kill -9 under load, disconnects, peak memory), under the
-## machine to itself (other load skews the latencies); ONLY=overload,... for some (bench/fault_bench.py).
+## SIGTERM and kill -9 under load, disconnects, peak memory); give it the
+## machine to itself (other load skews the latencies); ONLY=overload,... for
+## some (bench/fault_bench.py).
 bench-fault: fetch-guest release
 	python3 bench/fault_bench.py --bin $(BIN) $(if $(ONLY),--only $(ONLY))
 
