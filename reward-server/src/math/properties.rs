@@ -148,6 +148,13 @@ const PROSE: &[&str] = &[
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
+    /// Lenient extraction ends on any mix of letters, digits, dots and
+    /// TeX (it once looped for ever on `a.5`, a letter before a decimal).
+    #[test]
+    fn lenient_extraction_ends_on_any_text(text in "[a-z0-9. ,=$\\{}']{0,40}") {
+        let _ = crate::math::extract::extract(&text, ExtractMode::Lenient);
+    }
+
     #[test]
     fn a_bare_number_in_prose_is_read_whole(p in -200_000i64..200_000, q in prop::sample::select(vec![1i64, 2, 3, 4, 5, 8, 9, 10, 16, 20, 25, 40, 125])) {
         prop_assume!(gcd(p, q) == 1 || (p == 0 && q == 1));

@@ -474,7 +474,10 @@ fn tokenize(s: &str, from: usize) -> Vec<Token> {
                 preceded || more || (letters >= 2 && !GLUED_UNITS.contains(&&s[end..end + letters]))
             };
             if glued_word {
-                i = word_end(b, start);
+                // A number that starts at its `.` (`a.5`) is no word's start:
+                // the break runs to the number's end at least, so the scan
+                // always moves on.
+                i = word_end(b, start).max(end);
                 push(&mut out, Kind::Break, start, i);
             } else if letters == 1 && !GLUED_UNITS.contains(&&s[end..end + 1]) {
                 i = end + 1;
@@ -708,6 +711,16 @@ mod tests {
         assert_eq!(tail("we need 10,455 of them").unwrap(), "10,455");
         assert_eq!(tail("it costs 3.50. Done").unwrap(), "3.50");
         assert_eq!(tail("after all that it is 1,234 apples").unwrap(), "1,234");
+    }
+
+    #[test]
+    fn a_decimal_glued_to_a_word_ends() {
+        // `a.5` once kept the tokenizer at the `.` for ever, pushing empty
+        // tokens until memory ran out.
+        assert_eq!(tail("so x.5"), None);
+        assert_eq!(tail("the answer is abc.5 then 7").unwrap(), "7");
+        let tokens = tokenize("word.5 more.25x", 0);
+        assert!(tokens.iter().all(|t| t.end > t.start), "{tokens:?}");
     }
 
     #[test]
