@@ -25,15 +25,7 @@ pub fn problems(rows: &[Row], args: &ConvertArgs, skips: &mut Skips) -> Vec<Prob
         Format::Apps => CompareMode::Apps,
         _ => CompareMode::Default,
     };
-    rows.iter()
-        .filter_map(|row| match problem(row, args, compare) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                skips.add("unreadable problems", e);
-                None
-            }
-        })
-        .collect()
+    skips.readable_problems(rows, |row| problem(row, args, compare))
 }
 
 fn problem(row: &Row, args: &ConvertArgs, compare: CompareMode) -> Result<Problem, String> {

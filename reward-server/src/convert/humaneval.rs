@@ -61,21 +61,9 @@ const SPECIAL_ORACLES: &[&str] = &[
     "text_starta_endb",
 ];
 
-fn skip_errors(rows: &[Row], skips: &mut Skips, f: impl Fn(&Row) -> Result<Problem, String>) -> Vec<Problem> {
-    rows.iter()
-        .filter_map(|row| match f(row) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                skips.add("unreadable problems", e);
-                None
-            }
-        })
-        .collect()
-}
-
 /// HumanEval problems.
 pub fn humaneval_problems(rows: &[Row], args: &ConvertArgs, skips: &mut Skips) -> Vec<Problem> {
-    skip_errors(rows, skips, |row| {
+    skips.readable_problems(rows, |row| {
         let id = row_id(row, args.id_field.as_deref().or(Some("task_id")), &[])?;
         let (prompt, test, entry) = (
             row.string("prompt")?,

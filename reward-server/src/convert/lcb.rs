@@ -19,15 +19,7 @@ pub const TIME_LIMIT_NATIVE_S: f64 = 6.0;
 
 /// The problems of `rows`; a row that cannot be read is skipped and counted.
 pub fn problems(rows: &[Row], args: &ConvertArgs, skips: &mut Skips) -> Vec<Problem> {
-    rows.iter()
-        .filter_map(|row| match problem(row, args) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                skips.add("unreadable problems", e);
-                None
-            }
-        })
-        .collect()
+    skips.readable_problems(rows, |row| problem(row, args))
 }
 
 fn test_list(row: &Row, name: &str) -> Result<Vec<Value>, String> {

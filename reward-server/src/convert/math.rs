@@ -33,15 +33,7 @@ pub const ID_FIELDS: &[&str] = &[
 
 /// The problems of `rows`; a row that cannot be read is skipped and counted.
 pub fn problems(rows: &[Row], args: &ConvertArgs, skips: &mut Skips) -> Vec<Problem> {
-    rows.iter()
-        .filter_map(|row| match problem(row, args) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                skips.add("unreadable problems", e);
-                None
-            }
-        })
-        .collect()
+    skips.readable_problems(rows, |row| problem(row, args))
 }
 
 /// A gold answer's text: a string (GSM8K's `####` rule applied), or a

@@ -273,6 +273,24 @@ impl Skips {
     pub fn counts(&self) -> &BTreeMap<String, usize> {
         &self.counts
     }
+
+    /// The problems `read` makes of `rows`; a row it cannot read is skipped
+    /// and counted as an unreadable problem, under its message.
+    pub fn readable_problems(
+        &mut self,
+        rows: &[Row],
+        read: impl Fn(&Row) -> Result<Problem, String>,
+    ) -> Vec<Problem> {
+        rows.iter()
+            .filter_map(|row| match read(row) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.add("unreadable problems", e);
+                    None
+                }
+            })
+            .collect()
+    }
 }
 
 /// What a conversion produced.
