@@ -127,6 +127,9 @@ impl LayerPass {
         let eps = self.eps;
         if self.fused {
             let dtype = x.dtype();
+            // A bf16 model's products round their f32 inputs to bf16 (on
+            // oneMKL where available; see ops/mkl.rs).
+            let _bf16 = ops::Bf16Products::set(dtype == DType::BF16);
             let f32 = |t: &Tensor| t.to_dtype(DType::F32);
             let x = f32(x)?;
             let h = ops::rms_norm(&x, &f32(input_norm)?, eps)?;
@@ -1150,6 +1153,53 @@ mod tests {
                 let d = max_diff(x, y);
                 assert!(d <= 1e-4 * scale, "variant {variant} {name}: {d} (scale {scale})");
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_step_tracks_the_f32_step() -> Result<()> {
+        // The same initial weights in bf16 (products of bf16 inputs with f32
+        // sums: on oneMKL where it is available, see ops/mkl.rs) and in f32:
+        // the loss and every parameter's gradient through the layers (one
+        // row left-padded) and the chunked LM head agree to bf16's precision.
+        let a = Qwen2::init(small(), 11, DType::F32, &Device::Cpu)?;
+        let b = Qwen2::init(small(), 11, DType::BF16, &Device::Cpu)?;
+        let x = ids(&[&[1, 2, 3, 4, 5, 6, 7, 8, 9], &[0, 0, 0, 11, 12, 13, 14, 15, 16]]);
+        let y = ids(&[&[2, 3, 4, 5, 6, 7, 8, 9, 10], &[0, 0, 0, 12, 13, 14, 15, 16, 17]]);
+        let pads = Some(&[0usize, 3][..]);
+        // The summed log-probabilities and entropies, and a loss of both.
+        let stats = |m: &Qwen2| -> Result<(f32, f32, Tensor)> {
+            let s = m.token_stats(&x, &y, 1.0, pads)?;
+            let (lp, h) = (
+                s.logprobs.to_dtype(DType::F32)?.sum_all()?,
+                s.entropy.to_dtype(DType::F32)?.sum_all()?,
+            );
+            let loss = (&lp + (&h * 0.3)?)?;
+            Ok((lp.to_scalar::<f32>()?, h.to_scalar::<f32>()?, loss))
+        };
+        let ((lpa, ha, la), (lpb, hb, lb)) = (stats(&a)?, stats(&b)?);
+        assert!(
+            (lpa - lpb).abs() < 0.01 * lpa.abs(),
+            "log-probabilities {lpa} vs {lpb}"
+        );
+        assert!((ha - hb).abs() < 0.01 * ha.abs(), "entropies {ha} vs {hb}");
+        let (ga, gb) = (la.backward()?, lb.backward()?);
+        for ((name, va), (_, vb)) in a.named_vars().iter().zip(b.named_vars()) {
+            let x = ga.get(va).unwrap().flatten_all()?;
+            let y = gb.get(&vb).unwrap().to_dtype(DType::F32)?.flatten_all()?;
+            let dot = (&x * &y)?.sum_all()?.to_scalar::<f32>()?;
+            let (nx, ny) = (
+                x.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?,
+                y.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?,
+            );
+            if nx == 0.0 {
+                assert_eq!(ny, 0.0, "{name}");
+                continue;
+            }
+            let cos = dot / (nx * ny);
+            assert!(cos > 0.995, "{name}: cosine {cos}");
+            assert!((nx - ny).abs() < 0.03 * nx, "{name}: norms {nx} vs {ny}");
         }
         Ok(())
     }

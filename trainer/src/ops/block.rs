@@ -22,7 +22,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 
 use super::attention::QkvHeads;
 use super::flash::{packed_attention_reference, Flash, RowMask};
-use super::gemm::{matmul, Mat, MatMut};
+use super::gemm::{bf16_products, matmul, Bf16Products, Mat, MatMut};
 use super::swiglu;
 use super::{
     causal_attention_reference, cpu_slice, fused, linear_reference, qkv_heads_reference, swiglu_reference,
@@ -30,7 +30,7 @@ use super::{
 };
 
 /// Runs `f` on the contiguous `f32` data of a CPU tensor.
-fn with_data<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(super) fn with_data<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(cpu) => f(cpu_slice(cpu, layout, what)?),
@@ -106,6 +106,7 @@ pub fn attention_block_masked(
             qkv: QkvHeads::new(heads, q_scale, cos, sin)?,
             core,
             saved: Mutex::new(None),
+            bf16: bf16_products(),
         };
         h.contiguous()?
             .apply_op3(&w.contiguous()?, &bias.contiguous()?, op)
@@ -163,6 +164,8 @@ struct AttentionBlock {
     qkv: QkvHeads,
     core: Flash,
     saved: Mutex<Option<AttentionSaved>>,
+    /// The projections' products are bf16 ones ([`Bf16Products`]).
+    bf16: bool,
 }
 
 /// What the backward pass needs from the forward pass.
@@ -189,6 +192,7 @@ impl CustomOp3 for AttentionBlock {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _bf16 = Bf16Products::set(self.bf16);
         let h = cpu_slice(hs, hl, "attention-block")?;
         let w = cpu_slice(ws, wl, "attention-block weights")?;
         let bias = cpu_slice(bs, bl, "attention-block bias")?;
@@ -227,6 +231,7 @@ impl CustomOp3 for AttentionBlock {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _bf16 = Bf16Products::set(self.bf16);
         let saved = self.saved.lock().expect("attention block state poisoned");
         let Some(saved) = saved.as_ref() else {
             candle_core::bail!("attention-block: backward before forward");
@@ -337,6 +342,7 @@ pub fn mlp_block(h: &Tensor, w_gate_up: &Tensor, w_down: &Tensor) -> Result<Tens
             &w_down.contiguous()?,
             MlpBlock {
                 saved: Mutex::new(None),
+                bf16: bf16_products(),
             },
         )
     } else {
@@ -352,6 +358,8 @@ pub fn mlp_block_reference(h: &Tensor, w_gate_up: &Tensor, w_down: &Tensor) -> R
 struct MlpBlock {
     /// The gate/up projection and the SwiGLU output of the forward pass.
     saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+    /// The products are bf16 ones ([`Bf16Products`]).
+    bf16: bool,
 }
 
 impl CustomOp3 for MlpBlock {
@@ -368,6 +376,7 @@ impl CustomOp3 for MlpBlock {
         ds: &CpuStorage,
         dl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _bf16 = Bf16Products::set(self.bf16);
         let h = cpu_slice(hs, hl, "mlp-block")?;
         let wgu = cpu_slice(gs, gl, "mlp-block gate/up")?;
         let wd = cpu_slice(ds, dl, "mlp-block down")?;
@@ -404,6 +413,7 @@ impl CustomOp3 for MlpBlock {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _bf16 = Bf16Products::set(self.bf16);
         let saved = self.saved.lock().expect("mlp block state poisoned");
         let Some((gu, s)) = saved.as_ref() else {
             candle_core::bail!("mlp-block: backward before forward");

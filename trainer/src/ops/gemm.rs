@@ -3,7 +3,44 @@
 //! sub-matrices of their inputs in place: per-head blocks of attention, with
 //! any row and column strides and optional accumulation into the output.
 
+use std::cell::Cell;
+
 use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::mkl;
+
+thread_local! {
+    /// Whether [`matmul`] on this thread rounds its inputs to bf16 (see [`Bf16Products`]).
+    static BF16: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While alive, [`matmul`] calls on this thread multiply bf16 roundings of
+/// their `f32` inputs with `f32` sums on oneMKL (AMX / AVX512-BF16, see
+/// `mkl.rs`), as a GPU's tensor cores and PyTorch's bf16 CPU matmul do, when
+/// oneMKL is available; else they stay `f32` products. The fused ops of a
+/// `bf16` model capture the setting when they are built ([`bf16_products`])
+/// and set it again around their forward and backward passes, so an `f32`
+/// model's products are never touched.
+pub(crate) struct Bf16Products(bool);
+
+impl Bf16Products {
+    /// Sets the mode to `on` on this thread until the guard is dropped.
+    pub(crate) fn set(on: bool) -> Self {
+        Bf16Products(BF16.with(|c| c.replace(on)))
+    }
+}
+
+impl Drop for Bf16Products {
+    fn drop(&mut self) {
+        BF16.with(|c| c.set(self.0));
+    }
+}
+
+/// Whether this thread's products are bf16 ones now (see [`Bf16Products`]).
+pub(crate) fn bf16_products() -> bool {
+    BF16.with(Cell::get)
+}
 
 /// A read-only strided matrix inside a slice: element `(i, j)` is
 /// `data[offset + i * rs + j * cs]`.
@@ -143,11 +180,71 @@ pub(crate) fn matmul(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bo
         }
         return;
     }
+    if bf16_products() && mkl::available() && dst.cs == 1 {
+        matmul_bf16(dst, lhs, rhs, accumulate, parallel);
+        return;
+    }
     let parallelism = match rayon::current_num_threads() {
         n if parallel && n > 1 => Parallelism::Rayon(n),
         _ => Parallelism::None,
     };
     gemm_checked(dst, lhs, rhs, accumulate, parallelism);
+}
+
+/// A view's values rounded to bf16, laid out as MKL reads them: row-major
+/// when its columns are contiguous (or neither way), else stored transposed.
+fn to_bf16(a: Mat<'_>, parallel: bool) -> (Vec<u16>, bool, usize) {
+    let trans = a.cs != 1 && a.rs == 1;
+    let (outer, inner, os, is) = if trans {
+        (a.cols, a.rows, a.cs, a.rs)
+    } else {
+        (a.rows, a.cols, a.rs, a.cs)
+    };
+    let mut out = vec![0u16; outer * inner];
+    let fill = |(o, row): (usize, &mut [u16])| {
+        let start = a.offset + o * os;
+        if is == 1 {
+            for (d, &x) in row.iter_mut().zip(&a.data[start..start + inner]) {
+                *d = mkl::bf16_bits(x);
+            }
+        } else {
+            for (j, d) in row.iter_mut().enumerate() {
+                *d = mkl::bf16_bits(a.data[start + j * is]);
+            }
+        }
+    };
+    if parallel && outer * inner >= 1 << 16 {
+        out.par_chunks_mut(inner).enumerate().for_each(fill);
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(fill);
+    }
+    (out, trans, inner)
+}
+
+/// [`matmul`] on oneMKL's bf16 x bf16 -> f32 product, for a row-major `dst`
+/// (m, n, k >= 1).
+fn matmul_bf16(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool, parallel: bool) {
+    let (m, n, k) = (dst.rows, dst.cols, lhs.cols);
+    let (a, a_trans, lda) = to_bf16(lhs, parallel);
+    let (b, b_trans, ldb) = to_bf16(rhs, parallel);
+    let end = dst.offset + (m - 1) * dst.rs + n;
+    mkl::gemm_bf16(
+        (m, n, k),
+        mkl::Operand {
+            data: &a,
+            trans: a_trans,
+            ld: lda,
+        },
+        mkl::Operand {
+            data: &b,
+            trans: b_trans,
+            ld: ldb,
+        },
+        &mut dst.data[dst.offset..end],
+        dst.rs.max(n),
+        accumulate,
+        parallel,
+    );
 }
 
 #[allow(unsafe_code)]
@@ -223,6 +320,126 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `data[i]` rounded to bf16 and back.
+    fn round(data: &[f32]) -> Vec<f32> {
+        data.iter()
+            .map(|&x| f32::from_bits(u32::from(mkl::bf16_bits(x)) << 16))
+            .collect()
+    }
+
+    #[test]
+    fn bf16_products_match_the_product_of_the_rounded_inputs() {
+        // Odd sizes; lhs read directly, transposed and through a strided
+        // view; rhs transposed and not; plain and accumulating; serial and
+        // split over threads. With oneMKL the sums of the exact products of
+        // the rounded inputs are f32 ones (tight bound); without it
+        // (fallback: f32 products of the unrounded inputs) within bf16's
+        // rounding of the inputs.
+        let tight = mkl::available();
+        eprintln!("oneMKL available: {tight}");
+        for (m, n, k) in [(1usize, 1usize, 1usize), (3, 5, 7), (37, 29, 131), (130, 67, 33)] {
+            let a: Vec<f32> = (0..m * k * 2).map(|i| (i as f32 * 0.377).sin() * 3.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.113).cos()).collect();
+            let (ar, br) = (round(&a), round(&b));
+            // want[i][j] = sum_p a[i][p] b[p][j] over the rounded values, and the bound's scale.
+            let mut want = vec![0f64; m * n];
+            let mut scale = vec![0f64; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    for p in 0..k {
+                        let x = f64::from(ar[i * k + p]) * f64::from(br[p * n + j]);
+                        want[i * n + j] += x;
+                        scale[i * n + j] += x.abs();
+                    }
+                }
+            }
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            // a with every other column of a (m, 2k) buffer: a general stride.
+            let a2: Vec<f32> = (0..m * 2 * k)
+                .map(|i| a[(i / (2 * k)) * k + (i % (2 * k)) / 2])
+                .collect();
+            for (case, parallel) in (0..6).flat_map(|c| [(c, false), (c, true)]) {
+                let lhs = match case % 3 {
+                    0 => Mat::rows(&a, 0, m, k, k),
+                    1 => Mat::rows(&at, 0, k, m, m).t(),
+                    _ => Mat::new(&a2, 0, m, k, 2 * k, 2),
+                };
+                let rhs = if case < 3 {
+                    Mat::rows(&b, 0, k, n, n)
+                } else {
+                    Mat::rows(&bt, 0, n, k, k).t()
+                };
+                let mut out = vec![0.5f32; 1 + m * (n + 3)];
+                for (accumulate, factor) in [(false, 1.0), (true, 2.0)] {
+                    let _bf16 = Bf16Products::set(true);
+                    matmul(
+                        MatMut::rows(&mut out, 1, m, n, n + 3),
+                        lhs,
+                        rhs,
+                        accumulate,
+                        parallel,
+                    );
+                    for i in 0..m {
+                        for j in 0..n {
+                            let got = f64::from(out[1 + i * (n + 3) + j]);
+                            let bound = if tight { 1e-4 } else { 2e-2 } * factor * (scale[i * n + j] + 1e-3);
+                            let err = (got - factor * want[i * n + j]).abs();
+                            assert!(
+                                err <= bound,
+                                "{m}x{n}x{k} case {case}: {got} vs {} (err {err})",
+                                want[i * n + j]
+                            );
+                        }
+                    }
+                }
+                // The padding between rows and before the output is untouched.
+                assert_eq!(out[0], 0.5);
+                assert!((0..m).all(|i| out[1 + i * (n + 3) + n..][..3].iter().all(|&x| x == 0.5)));
+            }
+        }
+    }
+
+    #[test]
+    fn the_f32_path_ignores_the_bf16_setting_elsewhere() {
+        // Off (the default, and an f32 model's setting): the f32 kernels, bit
+        // for bit the same product as calling them directly.
+        let (m, n, k) = (33, 17, 65);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.377).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.113).cos()).collect();
+        let mut want = vec![0f32; m * n];
+        gemm_checked(
+            MatMut::rows(&mut want, 0, m, n, n),
+            Mat::rows(&a, 0, m, k, k),
+            Mat::rows(&b, 0, k, n, n),
+            false,
+            Parallelism::None,
+        );
+        let mut got = vec![0f32; m * n];
+        {
+            let _off = Bf16Products::set(false);
+            matmul(
+                MatMut::rows(&mut got, 0, m, n, n),
+                Mat::rows(&a, 0, m, k, k),
+                Mat::rows(&b, 0, k, n, n),
+                false,
+                false,
+            );
+        }
+        assert_eq!(got, want);
+        // The guard restores the previous setting.
+        {
+            let _on = Bf16Products::set(true);
+            assert!(bf16_products());
+            {
+                let _off = Bf16Products::set(false);
+                assert!(!bf16_products());
+            }
+            assert!(bf16_products());
+        }
+        assert!(!bf16_products());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::gemm::{matmul, Mat, MatMut};
+use super::gemm::{bf16_products, matmul, Bf16Products, Mat, MatMut};
 use super::{cpu_slice, fused};
 
 /// `x @ w^T` for `x` of shape `(rows, in)` and `w` of shape `(out, in)`;
@@ -20,7 +20,12 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         candle_core::bail!("linear: x {:?} does not fit weight {:?}", x.dims(), w.dims());
     }
     if fused(x) && fused(w) {
-        x.contiguous()?.apply_op2(&w.contiguous()?, Linear)
+        x.contiguous()?.apply_op2(
+            &w.contiguous()?,
+            Linear {
+                bf16: bf16_products(),
+            },
+        )
     } else {
         linear_reference(x, w)
     }
@@ -81,10 +86,15 @@ impl CustomOp2 for LinearT {
     }
 }
 
-struct Linear;
+/// `bf16`: the products are bf16 ones ([`Bf16Products`]), forward and backward.
+struct Linear {
+    bf16: bool,
+}
 
 /// `(x, w, grad)` → `[dx | dw]`: `dx = grad @ w`, `dw = grad^T @ x`.
-struct LinearBackward;
+struct LinearBackward {
+    bf16: bool,
+}
 
 impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
@@ -98,6 +108,7 @@ impl CustomOp2 for Linear {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _bf16 = Bf16Products::set(self.bf16);
         let x = cpu_slice(xs, xl, "linear")?;
         let w = cpu_slice(ws, wl, "linear weight")?;
         let (rows, n_in) = xl.shape().dims2()?;
@@ -120,7 +131,7 @@ impl CustomOp2 for Linear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let both = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LinearBackward)?;
+        let both = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LinearBackward { bf16: self.bf16 })?;
         super::split_grads(&both, x, w)
     }
 }
@@ -139,6 +150,7 @@ impl CustomOp3 for LinearBackward {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _bf16 = Bf16Products::set(self.bf16);
         let x = cpu_slice(xs, xl, "linear-backward")?;
         let w = cpu_slice(ws, wl, "linear-backward")?;
         let g = cpu_slice(gs, gl, "linear-backward")?;

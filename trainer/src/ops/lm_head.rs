@@ -22,6 +22,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
+use super::block::with_data;
+use super::gemm::{bf16_products, matmul, Bf16Products, Mat, MatMut};
 use super::logprob::{stats_grad, stats_raw};
 use super::{fused_path, linear, token_stats, TokenStats};
 
@@ -55,6 +57,8 @@ pub fn lm_head_token_stats(
     if hidden.device().is_cpu() && (hidden.dtype() != DType::F32 || weight.dtype() != DType::F32) {
         // The CPU's products are f32 (candle's 16-bit matmul converts both
         // operands on every call): convert once, not once per chunk.
+        // A bf16 model's products round them back to bf16 (ops/mkl.rs).
+        let _bf16 = Bf16Products::set(hidden.dtype() == DType::BF16 && weight.dtype() == DType::BF16);
         let (h, w) = (hidden.to_dtype(DType::F32)?, weight.to_dtype(DType::F32)?);
         return lm_head_token_stats(&h, &w, targets, temperature, chunk);
     }
@@ -73,6 +77,7 @@ pub fn lm_head_token_stats(
             targets: targets.clone(),
             temperature,
             chunk,
+            bf16: bf16_products(),
         },
     )?;
     let column = |k: usize| out.narrow(D::Minus1, k, 1)?.squeeze(D::Minus1);
@@ -87,6 +92,8 @@ struct LmHeadStats {
     targets: Tensor,
     temperature: f64,
     chunk: usize,
+    /// The products are bf16 ones ([`Bf16Products`]; the CPU's f32 tensors only).
+    bf16: bool,
 }
 
 impl CustomOp3 for LmHeadStats {
@@ -135,8 +142,13 @@ impl CustomOp3 for LmHeadStats {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _bf16 = Bf16Products::set(self.bf16);
         let rows = hidden.dim(0)?;
         let (h, w) = (hidden.detach(), weight.detach());
+        let direct = self.bf16 && h.device().is_cpu() && h.dtype() == DType::F32 && w.dtype() == DType::F32;
+        // With bf16 products, dW accumulates over the chunks in one f32 buffer.
+        let (vocab, d) = w.dims2()?;
+        let mut dw_acc = if direct { vec![0f32; vocab * d] } else { Vec::new() };
         let grad = grad.detach().narrow(D::Minus1, 0, 3)?;
         let mut dh = Vec::with_capacity(rows.div_ceil(self.chunk));
         let mut dw: Option<Tensor> = None;
@@ -153,6 +165,30 @@ impl CustomOp3 for LmHeadStats {
             )?;
             drop(logits);
             // dh = dZ W, and dW += dZ^T h summed over the chunks in f32.
+            if direct {
+                let dz = dz.contiguous()?;
+                let hc = hc.contiguous()?;
+                let mut dhc = vec![0f32; n * d];
+                with_data(&dz, "lm-head backward", |dz| {
+                    with_data(&w, "lm-head backward", |w| {
+                        with_data(&hc, "lm-head backward", |hc| {
+                            let dzm = Mat::rows(dz, 0, n, vocab, vocab);
+                            matmul(
+                                MatMut::rows(&mut dhc, 0, n, d, d),
+                                dzm,
+                                Mat::rows(w, 0, vocab, d, d),
+                                false,
+                                true,
+                            );
+                            let dw = MatMut::rows(&mut dw_acc, 0, vocab, d, d);
+                            matmul(dw, dzm.t(), Mat::rows(hc, 0, n, d, d), start > 0, true);
+                            Ok(())
+                        })
+                    })
+                })?;
+                dh.push(Tensor::from_vec(dhc, (n, d), h.device())?);
+                continue;
+            }
             dh.push(dz.matmul(&w)?);
             let part = dz.t()?.matmul(&hc)?.to_dtype(DType::F32)?;
             dw = Some(match dw {
@@ -162,6 +198,7 @@ impl CustomOp3 for LmHeadStats {
         }
         let dw = match dw {
             Some(dw) => dw.to_dtype(w.dtype())?,
+            None if direct => Tensor::from_vec(dw_acc, (vocab, d), w.device())?,
             None => w.zeros_like()?,
         };
         Ok((Some(Tensor::cat(&dh, 0)?), Some(dw), None))

@@ -27,6 +27,7 @@ mod linear;
 mod lm_head;
 mod logprob;
 mod math;
+mod mkl;
 mod rms_norm;
 mod rope;
 mod softmax;
@@ -40,6 +41,7 @@ pub use block::{
 };
 pub use checkpoint::{checkpoint, Recompute};
 pub use flash::{flash_attention, flash_attention_packed, packed_attention_reference, RowMask};
+pub(crate) use gemm::Bf16Products;
 pub use linear::{linear, linear_reference, linear_t};
 pub use lm_head::{lm_head_token_stats, DEFAULT_CHUNK};
 pub use logprob::{
