@@ -39,6 +39,13 @@ pub fn linear_reference(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// `x @ wt` for `x` of shape `(rows, in)` and a weight stored transposed,
 /// `wt` of shape `(in, out)`: the layout a product with few rows (decoding)
 /// reads without repacking the weight. Not differentiable.
+///
+/// On the fused path each row's result is the same bits however many rows
+/// come with it (the rollout engine's batch invariance rests on this): the
+/// `gemm` kernels accumulate every output over `in` in an order set by the
+/// shapes of `in` and `out` alone, except for a single row, which they take
+/// as a matrix-vector product in another order; so one row is computed as
+/// two (the test below holds the kernels to this).
 pub fn linear_t(x: &Tensor, wt: &Tensor) -> Result<Tensor> {
     let (_, n_in) = x.dims2()?;
     let (w_in, _) = wt.dims2()?;
@@ -74,14 +81,23 @@ impl CustomOp2 for LinearT {
         let wt = cpu_slice(ws, wl, "linear-t weight")?;
         let (rows, n_in) = xl.shape().dims2()?;
         let (_, out) = wl.shape().dims2()?;
-        let mut y = vec![0f32; rows * out];
+        // One row goes in twice (see `linear_t`).
+        let doubled;
+        let (x, m) = if rows == 1 {
+            doubled = [x, x].concat();
+            (doubled.as_slice(), 2)
+        } else {
+            (x, rows)
+        };
+        let mut y = vec![0f32; m * out];
         matmul(
-            MatMut::rows(&mut y, 0, rows, out, out),
-            Mat::rows(x, 0, rows, n_in, n_in),
+            MatMut::rows(&mut y, 0, m, out, out),
+            Mat::rows(x, 0, m, n_in, n_in),
             Mat::rows(wt, 0, n_in, out, out),
             false,
             true,
         );
+        y.truncate(rows * out);
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 }
@@ -206,6 +222,30 @@ mod tests {
             let w = randn(&[80, 48], 5);
             let wt = w.t()?.contiguous()?;
             assert!(max_diff(&linear_t(&x, &wt)?, &linear_reference(&x, &w)?) < 1e-4);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_rows_product_does_not_depend_on_the_other_rows() -> Result<()> {
+        // Shapes of the tiny models and of real ones (`in` above the kernels'
+        // 512-deep blocks, `out` not a multiple of their tiles, products big
+        // enough to run on several threads): each row alone and in batches
+        // of every size gives the bits of the full product.
+        for (n_in, out) in [(64usize, 40usize), (896, 1160), (1100, 2000), (160, 64)] {
+            let x = randn(&[70, n_in], 6);
+            let wt = randn(&[n_in, out], 7);
+            let full = linear_t(&x, &wt)?.to_vec2::<f32>()?;
+            for m in [1usize, 2, 3, 5, 8, 16, 17, 33, 64] {
+                for start in [0usize, 70 - m] {
+                    let part = linear_t(&x.narrow(0, start, m)?, &wt)?.to_vec2::<f32>()?;
+                    assert_eq!(
+                        part,
+                        full[start..start + m],
+                        "in {n_in} out {out}: rows {start}..+{m}"
+                    );
+                }
+            }
         }
         Ok(())
     }

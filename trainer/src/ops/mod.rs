@@ -1,5 +1,6 @@
 //! The model's building blocks, each with a backward pass (except the
-//! decoding-only [`cached_attention`] and [`linear_t`]).
+//! decoding-only [`cached_attention`], [`paged_attention`], [`linear_t`] and
+//! [`sample_tokens`]).
 //!
 //! candle's own fused CPU ops (`candle_nn::ops::rms_norm`, `softmax_last_dim`,
 //! `rotary_emb::rope`) have no backward, and its differentiable compositions
@@ -16,6 +17,11 @@
 //! temperature, `logprob.rs`) goes further: its fused path also takes `bf16`
 //! and `f16` logits, and runs on CUDA too with the `cuda` feature
 //! (`kernels/logprob.cu`, see `kernels/README.md`).
+//!
+//! The rollout engine's ops work on rows that each stand alone, so a row's
+//! result does not depend on the rows beside it: [`paged_attention`] (each
+//! row over its own sequence in a paged KV cache) and [`sample_tokens`]
+//! (temperature, top-k and top-p on the logits' device, `sampling.rs`).
 
 mod adamw;
 mod attention;
@@ -28,8 +34,10 @@ mod lm_head;
 mod logprob;
 mod math;
 mod mkl;
+mod paged_attention;
 mod rms_norm;
 mod rope;
+mod sampling;
 mod softmax;
 mod swiglu;
 
@@ -48,8 +56,10 @@ pub use logprob::{
     entropy, fused_path, token_logprobs, token_logprobs_reference, token_stats, token_stats_reference,
     TokenStats,
 };
+pub use paged_attention::{paged_attention, paged_attention_reference, PagedRows};
 pub use rms_norm::{rms_norm, rms_norm_reference};
 pub use rope::{rope, rope_reference};
+pub use sampling::{sample_tokens, sample_tokens_reference, Draw, Pick};
 pub use softmax::{log_softmax_last_dim, log_softmax_reference, softmax_last_dim, softmax_reference};
 pub use swiglu::{swiglu, swiglu_reference};
 
