@@ -1,11 +1,11 @@
 //! Our Qwen2 against Hugging Face `transformers` on the fixtures that
 //! `tests/fixtures/make_tiny_qwen2.py` made: logits within 1e-4 on unpadded,
-//! right-padded and left-padded batches, and greedy generation token for
-//! token, alone and batched with left padding.
+//! right-padded and left-padded batches, and greedy generation (the rollout
+//! engine's) token for token, alone and batched.
 
 use candle_core::{DType, Device, IndexOp, Tensor};
+use trainer::engine::{generate, Finish, SamplingParams};
 use trainer::model::checkpoint;
-use trainer::sample::{generate, Finish, SamplingParams};
 
 use crate::util::{fixture, ids, reference_json};
 
@@ -45,11 +45,7 @@ fn logits_match_transformers_within_1e_4() {
                 .map(|row| row.iter().take_while(|&&m| m == 0).count())
                 .collect();
             let got = model
-                .forward_logits(
-                    &input,
-                    (case == "left_padded").then_some(left_pad.as_slice()),
-                    None,
-                )
+                .forward_logits(&input, (case == "left_padded").then_some(left_pad.as_slice()))
                 .unwrap();
             assert_eq!(got.dims(), want.dims(), "{name}/{case}");
             for (b, row) in mask.iter().enumerate() {
@@ -85,7 +81,7 @@ fn greedy_generation_matches_transformers_token_for_token() {
         let max_new = gen["params"]["max_new_tokens"].as_u64().unwrap() as usize;
         let params = greedy(max_new, gen["params"]["eos_token_id"].as_u64().unwrap() as u32);
         for case in gen["single"].as_array().unwrap() {
-            let out = generate(&model, &[ids(&case["prompt_ids"])], &params, None)
+            let out = generate(&model, &[ids(&case["prompt_ids"])], &params, 0, None)
                 .unwrap()
                 .remove(0);
             assert_eq!(
@@ -101,7 +97,7 @@ fn greedy_generation_matches_transformers_token_for_token() {
         }
         let rows = gen["batched"].as_array().unwrap();
         let prompts: Vec<Vec<u32>> = rows.iter().map(|r| ids(&r["prompt_ids"])).collect();
-        let outs = generate(&model, &prompts, &params, None).unwrap();
+        let outs = generate(&model, &prompts, &params, 0, None).unwrap();
         for (out, case) in outs.iter().zip(rows) {
             assert_eq!(
                 out.ids,
@@ -126,8 +122,8 @@ fn a_saved_fixture_reloads_with_identical_logits() {
     assert!(dir.join("tokenizer.json").exists() && dir.join("generation_config.json").exists());
     let again = checkpoint::load(&dir, DType::F32, &Device::Cpu).unwrap();
     let x = Tensor::new(&[[1u32, 50, 99, 200, 7]], &Device::Cpu).unwrap();
-    let a = model.forward_logits(&x, None, None).unwrap();
-    let b = again.forward_logits(&x, None, None).unwrap();
+    let a = model.forward_logits(&x, None).unwrap();
+    let b = again.forward_logits(&x, None).unwrap();
     assert_eq!(max_abs(&(a - b).unwrap()), 0.0);
     // The config keeps the fields we do not use (transformers 5 layout).
     let config: serde_json::Value =

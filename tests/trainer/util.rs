@@ -55,3 +55,107 @@ pub(crate) fn reward_server() -> &'static Path {
         bin
     })
 }
+
+/// A relay on 127.0.0.1 in front of a reward server that passes GET
+/// requests (the health check) and cuts the connection of any other (a
+/// grading request): a server that goes away right after answering its
+/// health check, every time.
+pub(crate) struct HealthOnly {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HealthOnly {
+    /// A relay to `upstream` (`http://host:port`).
+    pub(crate) fn start(upstream: &str) -> HealthOnly {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let upstream = upstream.clone();
+                std::thread::spawn(move || relay_gets(client, &upstream));
+            }
+        });
+        HealthOnly {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The relay's base URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for HealthOnly {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = std::net::TcpStream::connect(self.url.trim_start_matches("http://"));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one HTTP message head (through the blank line) from `from`.
+fn read_head(from: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if from.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
+/// Relays a client's GET requests one by one (keep-alive) and drops the
+/// connection at the first request of another method.
+fn relay_gets(mut client: std::net::TcpStream, upstream: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
+        return;
+    };
+    while let Some(request) = read_head(&mut client) {
+        if !request.starts_with(b"GET ") {
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let Some(head) = server
+            .write_all(&request)
+            .ok()
+            .and_then(|_| read_head(&mut server))
+        else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if server.read_exact(&mut body).is_err()
+            || client.write_all(&head).is_err()
+            || client.write_all(&body).is_err()
+        {
+            return;
+        }
+    }
+}

@@ -532,7 +532,7 @@ fn grpo_steps(args: &Args, device: &Device) -> Result<()> {
             let logp = if fused {
                 grpo::logprobs(&model, &batch, temperature)?
             } else {
-                let logits = model.forward_logits(&batch.inputs, None, None)?;
+                let logits = model.forward_logits(&batch.inputs, None)?;
                 ops::token_stats_reference(&logits, &batch.targets, temperature)?.logprobs
             };
             let old = logp.detach();

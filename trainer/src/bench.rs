@@ -7,7 +7,7 @@
 //!
 //! - `train`: batch 16 x 256 random tokens, forward, mean cross-entropy over
 //!   every position, backward, AdamW step.
-//! - `sample`: [`sample::generate`] with 32-token random prompts and 224 new
+//! - `sample`: [`engine::generate`] with 32-token random prompts and 224 new
 //!   tokens at temperature 1, batch 16 and batch 1. Besides drawing the token
 //!   (what the anchor does) our sampler computes each token's log-probability
 //!   and the distribution's entropy.
@@ -32,10 +32,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::engine::{self, SamplingParams};
 use crate::model::{Config, Qwen2};
 use crate::ops;
 use crate::optim::{named_grads, AdamW, AdamWConfig};
-use crate::sample::{self, SamplingParams};
 
 /// Arguments of `trainer bench`.
 #[derive(Debug, Args)]
@@ -148,7 +148,7 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
         let x = data.narrow(1, 0, t)?.contiguous()?;
         let y = data.narrow(1, 1, t)?.contiguous()?;
         let mut step = || -> Result<f32> {
-            let logits = model.forward_logits(&x, None, None)?;
+            let logits = model.forward_logits(&x, None)?;
             let loss = ops::token_logprobs(&logits, &y)?.mean_all()?.neg()?;
             let grads = loss.backward()?;
             opt.step(&named_grads(&vars, &grads), lr)?;
@@ -179,11 +179,11 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
             let params = SamplingParams {
                 max_new_tokens: n_new,
                 temperature: 1.0,
-                seed: 123,
                 ..Default::default()
             };
-            let mut run =
-                || -> Result<Vec<sample::Sample>> { Ok(sample::generate(&model, &prompts, &params, None)?) };
+            let mut run = || -> Result<Vec<engine::Sample>> {
+                Ok(engine::generate(&model, &prompts, &params, 123, None)?)
+            };
             let (warm, _) = timed(1, &mut run)?;
             let (ts, out) = timed(args.sample_runs, &mut run)?;
             let out = out.context("no sampling run")?;
@@ -249,7 +249,7 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
             .affine(-1.0 / n_loss as f64, 0.0)?;
         let mut step = || -> Result<(f32, f32)> {
             // logits[:, :-1], by dropping the last position before the LM head.
-            let hidden = model.forward(&inputs, None, None)?;
+            let hidden = model.forward(&inputs, None)?;
             let logits = model.logits(&hidden.narrow(1, 0, t - 1)?)?;
             // Both from one pass over the logits; the entropy gets no gradient.
             let stats = ops::token_stats(&logits, &targets, 1.0)?;

@@ -330,7 +330,7 @@ mod tests {
             let mut grads = HashMap::new();
             for half in 0..2 {
                 let (x, y) = (inputs.narrow(0, 2 * half, 2)?, targets.narrow(0, 2 * half, 2)?);
-                let logits = model.forward_logits(&x.contiguous()?, None, None)?;
+                let logits = model.forward_logits(&x.contiguous()?, None)?;
                 let loss = (crate::ops::token_logprobs(&logits, &y.contiguous()?)?
                     .mean_all()?
                     .neg()?

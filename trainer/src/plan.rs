@@ -23,8 +23,10 @@
 //! - the LM head and loss, `chunk` positions at a time: one chunk's logits
 //!   and their gradient in `f32`, the head's `f32` gradient being summed, and
 //!   5 floats of statistics per position;
-//! - for RL, the rollout's KV cache (`rows x len x L x 2 kv hd s`) and, with
-//!   a KL term, the reference model's weights.
+//! - for RL, the rollout engine's paged KV cache (`rows x len x L x 2 kv hd
+//!   s`, at most `[engine] kv_cache_mib`, which is what the engine allocates
+//!   when its requests could fill more) and, with a KL term, the reference
+//!   model's weights.
 //!
 //! Activations are what the CPU path keeps; on a GPU (the composed ops) the
 //! per-layer figure is an estimate of the same tensors in the model's dtype.
@@ -51,12 +53,14 @@ pub enum Workload {
 /// Rollouts held during RL sampling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rollout {
-    /// Rows sampled at once.
+    /// Sequences sampled in one rollout.
     pub rows: usize,
     /// Positions per row (prompt and response).
     pub len: usize,
     /// Whether a reference model is loaded (a KL term).
     pub reference: bool,
+    /// The most the KV cache takes, in bytes (`[engine] kv_cache_mib`).
+    pub max_cache_bytes: Option<u64>,
 }
 
 /// The run a plan is made for.
@@ -172,7 +176,7 @@ pub fn estimate(input: &PlanInput) -> Plan {
     if let Some(r) = input.rollout {
         out.push((
             "rollout KV cache".into(),
-            (r.rows * r.len) as u64 * layers * 2 * kv * hd * s,
+            ((r.rows * r.len) as u64 * layers * 2 * kv * hd * s).min(r.max_cache_bytes.unwrap_or(u64::MAX)),
         ));
         if r.reference {
             out.push(("reference model weights".into(), p * s));
@@ -291,7 +295,8 @@ pub fn run(args: PlanArgs) -> Result<()> {
 
 /// The plan's input from a run config: SFT (`[data] max_len`, `[train]
 /// batch_size`) or RL (the longest stage's `max_response_tokens` plus
-/// `--prompt-tokens`, `[train] micro_batch` and `rollout_chunk`).
+/// `--prompt-tokens`, `[train] micro_batch`, the largest stage's
+/// `prompts_per_batch x group_size` rollouts and `[engine] kv_cache_mib`).
 fn input_of(args: &PlanArgs) -> Result<PlanInput> {
     if let Some(model) = &args.model {
         let config = crate::bench_step::preset(model)?;
@@ -321,10 +326,17 @@ fn input_of(args: &PlanArgs) -> Result<PlanInput> {
         let response = c.stages.iter().map(|s| s.max_response_tokens).max().unwrap_or(0);
         let len = args.prompt_tokens + response;
         let reference = c.stages.iter().any(|s| s.kl_beta > 0.0);
+        let rows = c
+            .stages
+            .iter()
+            .map(|s| s.prompts_per_batch * s.group_size)
+            .max()
+            .unwrap_or(0);
         let rollout = Rollout {
-            rows: c.train.rollout_chunk,
+            rows,
             len,
             reference,
+            max_cache_bytes: Some(c.engine.kv_cache_mib as u64 * (1 << 20)),
         };
         (
             model_dir(&c.model.checkpoint),

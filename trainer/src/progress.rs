@@ -1,5 +1,5 @@
 //! Progress bars on stderr for the long commands: training steps (SFT, RL
-//! stages) and bytes of input (`trainer data`).
+//! stages), bytes of input (`trainer data`) and samples (`trainer generate`).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -26,6 +26,14 @@ pub fn bytes(what: &str, total: u64, quiet: bool) -> ProgressBar {
         "{prefix} {bar:30} {bytes}/{total_bytes} | {msg} | ETA {eta}",
         !quiet,
     );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// A bar over `total` items counted in `unit`, labelled `what`; drawn only when `visible`.
+pub fn items(what: &str, total: u64, unit: &str, visible: bool) -> ProgressBar {
+    let template = format!("{{prefix}} {{bar:30}} {{pos}}/{{len}} {unit} | ETA {{eta}}");
+    let bar = new(total, &template, visible);
     bar.set_prefix(what.to_string());
     bar
 }

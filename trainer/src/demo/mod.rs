@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use crate::engine::EngineConfig;
 use crate::init::{init_config, run_init, InitArgs};
 use crate::optim::AdamWConfig;
 use crate::rl::config::{
@@ -387,20 +388,22 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
         train: RlTrain {
             seed: args.seed,
             micro_batch: 32,
-            rollout_chunk: 64,
             ..RlTrain::default()
         },
+        engine: EngineConfig::default(),
         eval: EvalConfig {
             sets: vec![
                 EvalSet {
                     name: "math".into(),
                     task: Task::Math,
                     path: files.eval_math.clone(),
+                    k: None,
                 },
                 EvalSet {
                     name: "code".into(),
                     task: Task::Code,
                     path: files.eval_code.clone(),
+                    k: None,
                 },
             ],
             k: plan.eval_k,

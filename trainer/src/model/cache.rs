@@ -1,37 +1,47 @@
-//! The key/value cache for incremental decoding.
+//! The paged key/value cache of the rollout engine: per layer, one pool of
+//! keys and one of values, cut into fixed-size blocks of token slots.
+//!
+//! A pool is a `(blocks * block_size, kv_heads * head_dim)` tensor on the
+//! model's device; slot `b * block_size + i` holds the `i`-th position of
+//! block `b`. Which blocks a sequence uses (its block table), which are free
+//! and which are shared is the engine's business (`crate::engine`); the
+//! cache only stores, copies and hands out the pools. Its size is fixed when
+//! it is made, from a memory budget, not from the longest sequence that
+//! might come.
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::qwen2::DecodeWeights;
 use super::Config;
 
-/// Keys and values of every layer for a batch of sequences, preallocated to a
-/// fixed capacity and filled in place as decoding goes on.
-///
-/// Rows may be left-padded: `left_pad[b]` leading positions of row `b` are
-/// padding, never attended to, and the row's positions count from the first
-/// real token.
-pub struct KvCache {
+/// Keys and values of every layer, in blocks of `block_size` token slots.
+pub struct PagedKvCache {
     layers: Vec<(Tensor, Tensor)>,
-    len: usize,
-    capacity: usize,
-    left_pad: Vec<usize>,
-    /// The weights as the model that fills this cache lays them out for
-    /// decoding, made on first use (a cache belongs to one model, whose
-    /// weights do not change while it decodes).
-    decode_weights: Option<DecodeWeights>,
+    block_size: usize,
+    blocks: usize,
 }
 
-impl KvCache {
-    /// An empty cache for `left_pad.len()` rows of up to `capacity` positions.
+impl PagedKvCache {
+    /// Bytes one block takes over all layers (keys and values).
+    pub fn block_bytes(config: &Config, block_size: usize, dtype: DType) -> usize {
+        2 * config.num_hidden_layers
+            * block_size
+            * config.kv_heads()
+            * config.head_dim()
+            * dtype.size_in_bytes()
+    }
+
+    /// A cache of `blocks` blocks of `block_size` slots, zeroed.
     pub fn new(
         config: &Config,
-        left_pad: Vec<usize>,
-        capacity: usize,
+        blocks: usize,
+        block_size: usize,
         dtype: DType,
         device: &Device,
-    ) -> Result<KvCache> {
-        let shape = (left_pad.len(), config.kv_heads(), capacity, config.head_dim());
+    ) -> Result<Self> {
+        if blocks == 0 || block_size == 0 {
+            candle_core::bail!("a paged KV cache needs at least one block of at least one slot");
+        }
+        let shape = (blocks * block_size, config.kv_heads() * config.head_dim());
         let layers = (0..config.num_hidden_layers)
             .map(|_| {
                 Ok((
@@ -40,65 +50,84 @@ impl KvCache {
                 ))
             })
             .collect::<Result<_>>()?;
-        Ok(KvCache {
+        Ok(PagedKvCache {
             layers,
-            len: 0,
-            capacity,
-            left_pad,
-            decode_weights: None,
+            block_size,
+            blocks,
         })
     }
 
-    /// Positions filled so far (padding included).
-    pub fn len(&self) -> usize {
-        self.len
+    /// Token slots per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
     }
 
-    /// Whether nothing has been cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Blocks in each pool.
+    pub fn blocks(&self) -> usize {
+        self.blocks
     }
 
-    /// Positions the cache can hold.
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    /// Layer `layer`'s key and value pools.
+    pub(crate) fn layer(&self, layer: usize) -> (&Tensor, &Tensor) {
+        let (k, v) = &self.layers[layer];
+        (k, v)
     }
 
-    /// Leading padding positions of each row.
-    pub fn left_pad(&self) -> &[usize] {
-        &self.left_pad
+    /// Writes new keys and values (`(rows, kv_heads * head_dim)`) of layer
+    /// `layer` into the pool slots `slots` names (`(rows, kv_heads *
+    /// head_dim)` `u32`, each row repeating its slot).
+    pub(crate) fn write(&self, layer: usize, k: &Tensor, v: &Tensor, slots: &Tensor) -> Result<()> {
+        let (kp, vp) = &self.layers[layer];
+        kp.scatter_set(slots, &k.to_dtype(kp.dtype())?.contiguous()?, 0)?;
+        vp.scatter_set(slots, &v.to_dtype(vp.dtype())?.contiguous()?, 0)
     }
 
-    /// Stores layer `layer`'s new keys and values (`(batch, kv_heads, t, head_dim)`)
-    /// after the cached ones and returns all of them so far. The caller
-    /// advances the length with [`KvCache::advance`] once every layer is done.
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let t = k.dim(2)?;
-        if self.len + t > self.capacity {
-            candle_core::bail!(
-                "KV cache full: {} cached + {t} new positions exceed its capacity {}",
-                self.len,
-                self.capacity
-            );
+    /// Copies block `src` into block `dst` in every layer (copy-on-write of a
+    /// shared block).
+    pub fn copy_block(&self, src: usize, dst: usize) -> Result<()> {
+        if src >= self.blocks || dst >= self.blocks {
+            candle_core::bail!("copy_block {src} -> {dst}: the cache has {} blocks", self.blocks);
         }
-        let (kc, vc) = &self.layers[layer];
-        kc.slice_set(&k.contiguous()?, 2, self.len)?;
-        vc.slice_set(&v.contiguous()?, 2, self.len)?;
-        Ok((kc.narrow(2, 0, self.len + t)?, vc.narrow(2, 0, self.len + t)?))
+        let bs = self.block_size;
+        for (k, v) in &self.layers {
+            for pool in [k, v] {
+                let block = pool.narrow(0, src * bs, bs)?.copy()?;
+                pool.slice_set(&block, 0, dst * bs)?;
+            }
+        }
+        Ok(())
     }
+}
 
-    /// The decoding weights stored with [`KvCache::set_decode_weights`], if any.
-    pub(crate) fn decode_weights(&self) -> Option<&DecodeWeights> {
-        self.decode_weights.as_ref()
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Keeps the model's decoding weights with the cache.
-    pub(crate) fn set_decode_weights(&mut self, weights: DecodeWeights) {
-        self.decode_weights = Some(weights);
-    }
-
-    /// Marks `t` more positions as filled.
-    pub(crate) fn advance(&mut self, t: usize) {
-        self.len += t;
+    #[test]
+    fn writes_land_in_their_slots_and_blocks_copy() -> Result<()> {
+        let config = Config {
+            num_hidden_layers: 2,
+            hidden_size: 16,
+            num_attention_heads: 2,
+            num_key_value_heads: Some(1),
+            ..Config::tiny()
+        };
+        let cache = PagedKvCache::new(&config, 3, 2, DType::F32, &Device::Cpu)?;
+        assert_eq!(
+            PagedKvCache::block_bytes(&config, 2, DType::F32),
+            2 * 2 * 2 * 8 * 4
+        );
+        let k = Tensor::arange(0f32, 16.0, &Device::Cpu)?.reshape((2, 8))?;
+        let v = (&k + 100.0)?;
+        let slots = Tensor::new(&[[3u32; 8], [0; 8]], &Device::Cpu)?;
+        cache.write(1, &k, &v, &slots)?;
+        let (kp, vp) = cache.layer(1);
+        assert_eq!(kp.get(3)?.to_vec1::<f32>()?, k.get(0)?.to_vec1::<f32>()?);
+        assert_eq!(vp.get(0)?.to_vec1::<f32>()?, v.get(1)?.to_vec1::<f32>()?);
+        // Block 1 (slots 2, 3) into block 2 (slots 4, 5).
+        cache.copy_block(1, 2)?;
+        assert_eq!(kp.get(5)?.to_vec1::<f32>()?, k.get(0)?.to_vec1::<f32>()?);
+        assert!(cache.copy_block(0, 3).is_err());
+        Ok(())
     }
 }

@@ -350,7 +350,7 @@ mod tests {
 
     fn logits(m: &Qwen2) -> Tensor {
         let ids = Tensor::new(&[[1u32, 5, 9, 2]], &Device::Cpu).unwrap();
-        m.forward_logits(&ids, None, None).unwrap()
+        m.forward_logits(&ids, None).unwrap()
     }
 
     #[test]

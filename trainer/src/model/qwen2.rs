@@ -10,16 +10,20 @@
 //!
 //! Two implementations of the layers give the same numbers (the tests hold
 //! them to each other): compositions of candle ops on any device and dtype,
-//! and, for `f32` on the CPU, fused kernels ([`ops::attention_block`] and
-//! [`ops::mlp_block`] for training, [`ops::cached_attention`] with weights laid
-//! out for decoding when there is a [`KvCache`]) that keep the activations
-//! as `(batch * seq, hidden)` matrices. See docs/BENCHMARKS.md for why.
+//! and, on the CPU, fused kernels ([`ops::attention_block`] and
+//! [`ops::mlp_block`]) that keep the activations as `(batch * seq, hidden)`
+//! matrices. See docs/BENCHMARKS.md for why. Generation runs the rollout
+//! engine's own path over a paged KV cache (`decode.rs`).
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::VarMap;
 
-use super::{Config, KvCache};
+use super::Config;
 use crate::ops;
+
+mod decode;
+
+pub use decode::{DecodeWeights, Step};
 
 /// Additive attention bias for positions a query may not see. Finite, so a
 /// row with nothing visible (a padding query) softmaxes to uniform, not NaN.
@@ -40,8 +44,8 @@ pub struct Qwen2 {
     /// Whether the layers run the fused CPU kernels (`f32` on the CPU; see
     /// [`Qwen2::forward`]) rather than compositions of candle ops.
     fused: bool,
-    /// Whether the layers run the fused CPU kernels without a cache (on the
-    /// CPU, for every dtype; see [`LayerPass`]).
+    /// Whether the layers run the fused CPU kernels (on the CPU, for every
+    /// dtype; see [`LayerPass`]).
     fused_layers: bool,
     /// Decoder layers (the first this many) whose activations are recomputed
     /// in the backward pass instead of kept ([`Qwen2::set_checkpoint_layers`]).
@@ -93,8 +97,8 @@ impl Layer {
     }
 }
 
-/// What one decoder layer computes for a batch without a cache (training,
-/// and prefill for log-probabilities), owned so that a checkpointed layer can
+/// What one decoder layer computes for a batch (training, and
+/// log-probabilities), owned so that a checkpointed layer can
 /// compute it again in the backward pass ([`ops::checkpoint`]).
 ///
 /// On the CPU it runs the fused kernels: in `f32`, and for a `bf16`/`f16`
@@ -157,7 +161,6 @@ impl LayerPass {
                 &self.cos,
                 &self.sin,
                 self.bias.as_ref(),
-                None,
             )?;
             let x = (x + a)?;
             let h = ops::rms_norm(&x, post_norm, eps)?;
@@ -166,28 +169,6 @@ impl LayerPass {
             x + linear(&(gate.silu()? * up)?, down, None)?
         }
     }
-}
-
-/// A model's weights laid out for decoding with a [`KvCache`], which keeps
-/// them: per layer the stacked q/k/v, output, stacked gate/up and down
-/// projections, each transposed to `(in, out)` (a product with a few rows
-/// reads that layout without repacking the matrix, which is most of the cost
-/// of a decoding step otherwise), the stacked q/k/v bias, and the LM head.
-#[derive(Clone)]
-pub(crate) struct DecodeWeights {
-    /// The embedding tensor of the model they came from.
-    owner: candle_core::TensorId,
-    layers: Vec<LayerDecode>,
-    lm_head: Tensor,
-}
-
-#[derive(Clone)]
-struct LayerDecode {
-    qkv: Tensor,
-    qkv_bias: Tensor,
-    o: Tensor,
-    gate_up: Tensor,
-    down: Tensor,
 }
 
 /// Which decoder layers recompute their activations in the backward pass
@@ -397,45 +378,16 @@ impl Qwen2 {
         self.checkpoint_layers
     }
 
-    /// The weights laid out for decoding (see [`DecodeWeights`]).
-    fn decode_weights(&self) -> Result<DecodeWeights> {
-        let t = |ws: &[&Tensor]| -> Result<Tensor> { Tensor::cat(ws, 0)?.detach().t()?.contiguous() };
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(LayerDecode {
-                    qkv: t(&[&l.q.0, &l.k.0, &l.v.0])?,
-                    qkv_bias: Tensor::cat(&[&l.q.1, &l.k.1, &l.v.1], 0)?.detach(),
-                    o: t(&[&l.o])?,
-                    gate_up: t(&[&l.gate, &l.up])?,
-                    down: t(&[&l.down])?,
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(DecodeWeights {
-            owner: self.embed.id(),
-            layers,
-            lm_head: t(&[&self.lm_head])?,
-        })
-    }
-
     /// Runs the decoder over `ids` (`(batch, t)`) and returns the final
     /// normalised hidden states `(batch, t, hidden)`.
     ///
-    /// Without a cache the tokens sit at positions `0..t`, and `left_pad`
-    /// (leading padding per row, if any) shifts each row's positions and hides
-    /// its padding from attention. Right padding needs nothing: causal
-    /// attention never lets a real token see a later pad. With a cache the new
-    /// tokens follow the cached ones and the cache's own padding applies.
-    pub fn forward(
-        &self,
-        ids: &Tensor,
-        left_pad: Option<&[usize]>,
-        cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
+    /// The tokens sit at positions `0..t`, and `left_pad` (leading padding
+    /// per row, if any) shifts each row's positions and hides its padding
+    /// from attention. Right padding needs nothing: causal attention never
+    /// lets a real token see a later pad.
+    pub fn forward(&self, ids: &Tensor, left_pad: Option<&[usize]>) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let x = self.hidden(ids, left_pad, None, cache)?;
+        let x = self.hidden(ids, left_pad, None)?;
         if x.rank() == 2 {
             x.reshape((b, t, ()))
         } else {
@@ -444,23 +396,17 @@ impl Qwen2 {
     }
 
     /// [`Qwen2::forward`]'s hidden states: `(batch * t, hidden)` on the fused
-    /// paths (the CPU without a cache, or `f32` on the CPU with one), which
-    /// keep every activation a matrix of rows (a reshape costs a pass over
-    /// its gradient in the backward pass), else `(batch, t, hidden)`.
+    /// path (the CPU), which keeps every activation a matrix of rows (a
+    /// reshape costs a pass over its gradient in the backward pass), else
+    /// `(batch, t, hidden)`.
     ///
-    /// `packed` (no cache, no left padding) gives each row's sequence starts:
-    /// the positions restart at each and attention stays within each.
-    fn hidden(
-        &self,
-        ids: &Tensor,
-        left_pad: Option<&[usize]>,
-        packed: Option<&[Vec<usize>]>,
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
+    /// `packed` (no left padding) gives each row's sequence starts: the
+    /// positions restart at each and attention stays within each.
+    fn hidden(&self, ids: &Tensor, left_pad: Option<&[usize]>, packed: Option<&[Vec<usize>]>) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         if let Some(starts) = packed {
-            if cache.is_some() || left_pad.is_some_and(|p| p.iter().any(|&n| n > 0)) {
-                candle_core::bail!("packed rows take neither a cache nor left padding");
+            if left_pad.is_some_and(|p| p.iter().any(|&n| n > 0)) {
+                candle_core::bail!("packed rows take no left padding");
             }
             if starts.len() != b {
                 candle_core::bail!(
@@ -469,110 +415,53 @@ impl Qwen2 {
                 );
             }
         }
-        let offset = cache.as_ref().map_or(0, |c| c.len());
-        let pads: Option<Vec<usize>> = match &cache {
-            Some(c) => Some(c.left_pad().to_vec()).filter(|p| p.iter().any(|&n| n > 0)),
-            None => left_pad
-                .map(<[usize]>::to_vec)
-                .filter(|p| p.iter().any(|&n| n > 0)),
-        };
+        let pads: Option<Vec<usize>> = left_pad
+            .map(<[usize]>::to_vec)
+            .filter(|p| p.iter().any(|&n| n > 0));
         if let Some(p) = &pads {
             if p.len() != b {
                 candle_core::bail!("left padding given for {} rows, the batch has {b}", p.len());
             }
         }
-        if offset + t > self.config.max_position_embeddings {
+        if t > self.config.max_position_embeddings {
             candle_core::bail!(
-                "sequence of {} positions exceeds max_position_embeddings {}",
-                offset + t,
+                "sequence of {t} positions exceeds max_position_embeddings {}",
                 self.config.max_position_embeddings
             );
         }
         let (cos, sin) = match packed {
             Some(starts) => self.rotary_packed(t, starts)?,
-            None => self.rotary(b, t, offset, pads.as_deref())?,
+            None => self.rotary(b, t, pads.as_deref())?,
         };
         let eps = self.config.rms_norm_eps;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?;
-        if cache.is_none() {
-            let pass = LayerPass {
-                fused: self.fused_layers,
-                eps,
-                heads: self.heads(b, t),
-                bias: match (self.fused_layers, packed) {
-                    (true, _) => None,
-                    (false, Some(starts)) => Some(packed_bias(t, starts, &self.device)?),
-                    (false, None) => attention_bias(b, t, 0, pads.as_deref(), &self.device)?,
-                },
-                cos,
-                sin,
-                pads,
-                packed: packed.map(<[Vec<usize>]>::to_vec),
-            };
-            if !pass.fused {
-                x = x.reshape((b, t, ()))?;
-            }
-            let pass = std::sync::Arc::new(pass);
-            for (l, layer) in self.layers.iter().enumerate() {
-                x = if l < self.checkpoint_layers {
-                    let pass = pass.clone();
-                    let f: std::sync::Arc<ops::Recompute> =
-                        std::sync::Arc::new(move |x: &Tensor, w: &[Tensor]| pass.run(x, w));
-                    ops::checkpoint(&x, &layer.tensors(), f)?
-                } else {
-                    pass.run(&x, &layer.tensors())?
-                };
-            }
-        } else if self.fused {
-            let decode = match cache.as_deref_mut() {
-                Some(c) => {
-                    if c.decode_weights().is_none_or(|d| d.owner != self.embed.id()) {
-                        c.set_decode_weights(self.decode_weights()?);
-                    }
-                    c.decode_weights().cloned()
-                }
-                None => None,
-            };
-            let scale = 1.0 / (self.config.head_dim() as f64).sqrt();
-            for (l, layer) in self.layers.iter().enumerate() {
-                let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
-                let a = match (decode.as_ref(), cache.as_deref_mut()) {
-                    (Some(d), Some(c)) => {
-                        self.attention_cached(&d.layers[l], l, &h, (b, t), &cos, &sin, pads.as_deref(), c)?
-                    }
-                    _ => {
-                        let w = Tensor::cat(&[&layer.q.0, &layer.k.0, &layer.v.0, &layer.o], 0)?;
-                        let bias = Tensor::cat(&[&layer.q.1, &layer.k.1, &layer.v.1], 0)?;
-                        let heads = self.heads(b, t);
-                        ops::attention_block(&h, &w, &bias, &cos, &sin, heads, scale, pads.as_deref())?
-                    }
-                };
-                x = (x + a)?;
-                let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
-                let m = match decode.as_ref() {
-                    Some(d) => {
-                        let d = &d.layers[l];
-                        ops::linear_t(&ops::swiglu(&ops::linear_t(&h, &d.gate_up)?)?, &d.down)?
-                    }
-                    None => ops::mlp_block(&h, &Tensor::cat(&[&layer.gate, &layer.up], 0)?, &layer.down)?,
-                };
-                x = (x + m)?;
-            }
-        } else {
-            let bias = attention_bias(b, t, offset, pads.as_deref(), &self.device)?;
+        let pass = LayerPass {
+            fused: self.fused_layers,
+            eps,
+            heads: self.heads(b, t),
+            bias: match (self.fused_layers, packed) {
+                (true, _) => None,
+                (false, Some(starts)) => Some(packed_bias(t, starts, &self.device)?),
+                (false, None) => attention_bias(b, t, pads.as_deref(), &self.device)?,
+            },
+            cos,
+            sin,
+            pads,
+            packed: packed.map(<[Vec<usize>]>::to_vec),
+        };
+        if !pass.fused {
             x = x.reshape((b, t, ()))?;
-            for (l, layer) in self.layers.iter().enumerate() {
-                let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
-                let a = self.attention(layer, l, &h, &cos, &sin, bias.as_ref(), cache.as_deref_mut())?;
-                x = (x + a)?;
-                let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
-                let gate = linear(&h, &layer.gate, None)?;
-                let up = linear(&h, &layer.up, None)?;
-                x = (x + linear(&(gate.silu()? * up)?, &layer.down, None)?)?;
-            }
         }
-        if let Some(c) = cache {
-            c.advance(t);
+        let pass = std::sync::Arc::new(pass);
+        for (l, layer) in self.layers.iter().enumerate() {
+            x = if l < self.checkpoint_layers {
+                let pass = pass.clone();
+                let f: std::sync::Arc<ops::Recompute> =
+                    std::sync::Arc::new(move |x: &Tensor, w: &[Tensor]| pass.run(x, w));
+                ops::checkpoint(&x, &layer.tensors(), f)?
+            } else {
+                pass.run(&x, &layer.tensors())?
+            };
         }
         ops::rms_norm(&x, &self.norm, eps)
     }
@@ -591,29 +480,19 @@ impl Qwen2 {
     }
 
     /// `forward` then `logits` of every position.
-    pub fn forward_logits(
-        &self,
-        ids: &Tensor,
-        left_pad: Option<&[usize]>,
-        cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
+    pub fn forward_logits(&self, ids: &Tensor, left_pad: Option<&[usize]>) -> Result<Tensor> {
         if self.fused {
             let (b, t) = ids.dims2()?;
-            let mut cache = cache;
-            let hidden = self.hidden(ids, left_pad, None, cache.as_deref_mut())?;
-            let logits = match cache.as_ref().and_then(|c| c.decode_weights()) {
-                Some(d) => ops::linear_t(&hidden, &d.lm_head)?,
-                None => ops::linear(&hidden, &self.lm_head)?,
-            };
-            logits.reshape((b, t, ()))
+            let hidden = self.hidden(ids, left_pad, None)?;
+            ops::linear(&hidden, &self.lm_head)?.reshape((b, t, ()))
         } else {
-            self.logits(&self.forward(ids, left_pad, cache)?)
+            self.logits(&self.forward(ids, left_pad)?)
         }
     }
 
     /// Per-token log-sum-exp, log-probability of `targets` (`(batch, t)`
     /// `u32`) and entropy under `softmax(logits / temperature)` for the tokens
-    /// `ids` (no cache), each `(batch, t)`, differentiable. The logits never
+    /// `ids`, each `(batch, t)`, differentiable. The logits never
     /// exist in full: the LM head and the statistics run a chunk of
     /// [`ops::DEFAULT_CHUNK`] positions at a time
     /// ([`ops::lm_head_token_stats`]), forward and backward.
@@ -624,7 +503,7 @@ impl Qwen2 {
         temperature: f64,
         left_pad: Option<&[usize]>,
     ) -> Result<ops::TokenStats> {
-        self.stats(ids, targets, temperature, left_pad, None)
+        self.stats(ids, targets, temperature, left_pad)
     }
 
     /// [`Qwen2::token_stats`] of packed rows (sequence packing): row `r` of
@@ -660,7 +539,7 @@ impl Qwen2 {
                 ids.dims()
             );
         }
-        let h = self.hidden(ids, left_pad, packed, None)?;
+        let h = self.hidden(ids, left_pad, packed)?;
         let h = h.reshape((b * t, self.config.hidden_size))?;
         let s = ops::lm_head_token_stats(
             &h,
@@ -676,24 +555,6 @@ impl Qwen2 {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        layer: &Layer,
-        index: usize,
-        h: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        bias: Option<&Tensor>,
-        cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
-        let (b, t, _) = h.dims3()?;
-        let w = [
-            &layer.q.0, &layer.q.1, &layer.k.0, &layer.k.1, &layer.v.0, &layer.v.1, &layer.o,
-        ];
-        composed_attention(h, w, self.heads(b, t), cos, sin, bias, cache.map(|c| (c, index)))
-    }
-
     /// The shape of one layer's attention for `b` rows of `t` new tokens.
     fn heads(&self, b: usize, t: usize) -> ops::Heads {
         let c = &self.config;
@@ -706,45 +567,15 @@ impl Qwen2 {
         }
     }
 
-    /// [`Qwen2::attention`] with the fused CPU kernels and a cache: the
-    /// stacked q/k/v projection of the decoding weights, [`ops::qkv_heads`]
-    /// (bias, rotation, scale, head-major layout), the new keys and values
-    /// into the cache, and [`ops::cached_attention`] over it. Not differentiable.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_cached(
-        &self,
-        decode: &LayerDecode,
-        index: usize,
-        h: &Tensor,
-        (b, t): (usize, usize),
-        cos: &Tensor,
-        sin: &Tensor,
-        pads: Option<&[usize]>,
-        cache: &mut KvCache,
-    ) -> Result<Tensor> {
-        let heads = self.heads(b, t);
-        let raw = ops::linear_t(h, &decode.qkv)?;
-        let scale = 1.0 / (heads.head_dim as f64).sqrt();
-        let qkv = ops::qkv_heads(&raw, &decode.qkv_bias, cos, sin, heads, scale)?;
-        let (q_len, kv_len) = (heads.q_len(), heads.kv_len());
-        let shape = (b, heads.kv_heads, t, heads.head_dim);
-        let k = qkv.narrow(0, q_len, kv_len)?.reshape(shape)?;
-        let v = qkv.narrow(0, q_len + kv_len, kv_len)?.reshape(shape)?;
-        let offset = cache.len();
-        let (k, v) = cache.append(index, &k, &v)?;
-        let y = ops::cached_attention(&qkv, &k, &v, heads, offset, pads)?;
-        ops::linear_t(&y, &decode.o)
-    }
-
-    /// The rotary tables for the new tokens: `(t, hd/2)` when every row shares
+    /// The rotary tables of positions `0..t`: `(t, hd/2)` when every row shares
     /// positions, `(b, t, hd/2)` when left padding shifts them per row.
-    fn rotary(&self, b: usize, t: usize, offset: usize, pads: Option<&[usize]>) -> Result<(Tensor, Tensor)> {
+    fn rotary(&self, b: usize, t: usize, pads: Option<&[usize]>) -> Result<(Tensor, Tensor)> {
         let (cos, sin) = match pads {
-            None => (self.cos.narrow(0, offset, t)?, self.sin.narrow(0, offset, t)?),
+            None => (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?),
             Some(pads) => {
                 let positions: Vec<u32> = pads
                     .iter()
-                    .flat_map(|&p| (offset..offset + t).map(move |i| i.saturating_sub(p) as u32))
+                    .flat_map(|&p| (0..t).map(move |i| i.saturating_sub(p) as u32))
                     .collect();
                 let idx = Tensor::from_vec(positions, b * t, &self.device)?;
                 let half = self.cos.dim(1)?;
@@ -808,8 +639,7 @@ fn packed_bias(t: usize, starts: &[Vec<usize>], device: &Device) -> Result<Tenso
 
 /// Grouped-query attention of `h` (`(batch, seq, hidden)`) as a composition
 /// of candle ops, with weights `[q, q bias, k, k bias, v, v bias, o]`: the
-/// scores `(batch, heads, seq, keys)` in `f32`, `bias` added (the mask), and,
-/// with a cache, the new keys and values appended to layer `index` of it.
+/// scores `(batch, heads, seq, seq)` in `f32`, `bias` added (the mask).
 fn composed_attention(
     h: &Tensor,
     [qw, qb, kw, kb, vw, vb, o]: [&Tensor; 7],
@@ -817,7 +647,6 @@ fn composed_attention(
     cos: &Tensor,
     sin: &Tensor,
     bias: Option<&Tensor>,
-    cache: Option<(&mut KvCache, usize)>,
 ) -> Result<Tensor> {
     let (b, t, _) = h.dims3()?;
     let (kv_heads, hd) = (heads.kv_heads, heads.head_dim);
@@ -830,10 +659,6 @@ fn composed_attention(
         .contiguous()?;
     let k = ops::rope(&k, cos, sin)?.transpose(1, 2)?.contiguous()?;
     let v = v.transpose(1, 2)?.contiguous()?;
-    let (k, v) = match cache {
-        Some((c, index)) => c.append(index, &k, &v)?,
-        None => (k, v),
-    };
     let tk = k.dim(2)?;
     // The query heads sharing a key/value head sit next to each other, so
     // grouping them is a free reshape: (b, kv, rep * t, hd).
@@ -869,19 +694,13 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tenso
     y.reshape(out)
 }
 
-/// The `(1 or b, 1, t, offset + t)` additive bias hiding future keys and
-/// padding keys, or `None` when a single new token may see everything.
-fn attention_bias(
-    b: usize,
-    t: usize,
-    offset: usize,
-    pads: Option<&[usize]>,
-    device: &Device,
-) -> Result<Option<Tensor>> {
+/// The `(1 or b, 1, t, t)` additive bias hiding future keys and padding
+/// keys, or `None` when a single token may see everything.
+fn attention_bias(b: usize, t: usize, pads: Option<&[usize]>, device: &Device) -> Result<Option<Tensor>> {
     if t == 1 && pads.is_none() {
         return Ok(None);
     }
-    let tk = offset + t;
+    let tk = t;
     let rows = pads.map_or(1, <[usize]>::len);
     let mut bias = vec![0f32; rows * t * tk];
     for r in 0..rows {
@@ -889,7 +708,7 @@ fn attention_bias(
         for i in 0..t {
             let row = &mut bias[(r * t + i) * tk..(r * t + i + 1) * tk];
             for (j, v) in row.iter_mut().enumerate() {
-                if j > offset + i || j < pad {
+                if j > i || j < pad {
                     *v = MASKED;
                 }
             }
@@ -954,7 +773,7 @@ impl Normal {
 
 impl Module for Qwen2 {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        self.forward_logits(ids, None, None)
+        self.forward_logits(ids, None)
     }
 }
 
@@ -988,8 +807,8 @@ mod tests {
         let x = ids(&[&[1, 2, 3, 4]]);
         assert_eq!(
             max_diff(
-                &a.forward_logits(&x, None, None)?,
-                &b.forward_logits(&x, None, None)?
+                &a.forward_logits(&x, None)?,
+                &b.forward_logits(&x, None)?
             ),
             0.0
         );
@@ -1002,24 +821,10 @@ mod tests {
     }
 
     #[test]
-    fn incremental_decoding_matches_a_full_forward() -> Result<()> {
-        let m = Qwen2::init(small(), 1, DType::F32, &Device::Cpu)?;
-        let seq: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 40).collect();
-        let full = m.forward_logits(&ids(&[&seq]), None, None)?;
-        let mut cache = KvCache::new(m.config(), vec![0], 16, DType::F32, &Device::Cpu)?;
-        let mut parts = vec![m.forward_logits(&ids(&[&seq[..5]]), None, Some(&mut cache))?];
-        for i in 5..12 {
-            parts.push(m.forward_logits(&ids(&[&seq[i..i + 1]]), None, Some(&mut cache))?);
-        }
-        assert!(max_diff(&full, &Tensor::cat(&parts, 1)?) < 1e-5);
-        Ok(())
-    }
-
-    #[test]
     fn left_padding_does_not_change_a_rows_logits() -> Result<()> {
         let m = Qwen2::init(small(), 2, DType::F32, &Device::Cpu)?;
-        let alone = m.forward_logits(&ids(&[&[5, 6, 7]]), None, None)?;
-        let padded = m.forward_logits(&ids(&[&[0, 0, 5, 6, 7], &[1, 2, 3, 4, 5]]), Some(&[2, 0]), None)?;
+        let alone = m.forward_logits(&ids(&[&[5, 6, 7]]), None)?;
+        let padded = m.forward_logits(&ids(&[&[0, 0, 5, 6, 7], &[1, 2, 3, 4, 5]]), Some(&[2, 0]))?;
         assert!(max_diff(&alone.squeeze(0)?, &padded.get(0)?.narrow(0, 2, 3)?) < 1e-5);
         Ok(())
     }
@@ -1028,7 +833,7 @@ mod tests {
     fn gradients_reach_every_parameter() -> Result<()> {
         let m = Qwen2::init(small(), 4, DType::F32, &Device::Cpu)?;
         let loss = m
-            .forward_logits(&ids(&[&[1, 2, 3], &[4, 5, 6]]), None, None)?
+            .forward_logits(&ids(&[&[1, 2, 3], &[4, 5, 6]]), None)?
             .sqr()?
             .mean_all()?;
         let grads = loss.backward()?;
@@ -1051,8 +856,8 @@ mod tests {
         let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
         for pads in [None, Some(&[0usize, 3, 0, 19][..])] {
             let (a, b) = (
-                fused.forward_logits(&ids(&rows), pads, None)?,
-                plain.forward_logits(&ids(&rows), pads, None)?,
+                fused.forward_logits(&ids(&rows), pads)?,
+                plain.forward_logits(&ids(&rows), pads)?,
             );
             assert!(max_diff(&a, &b) < 1e-5);
             let g = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu)?;
@@ -1062,19 +867,6 @@ mod tests {
                 let d = max_diff(ga.get(va).unwrap(), gb.get(&vb).unwrap());
                 assert!(d < 1e-4, "{name}: {d}");
             }
-        }
-        // And with a cache: prefill then single tokens, padded rows.
-        let mut cache = KvCache::new(fused.config(), vec![2, 0], 16, DType::F32, &Device::Cpu)?;
-        let mut plain_cache = KvCache::new(plain.config(), vec![2, 0], 16, DType::F32, &Device::Cpu)?;
-        let prompt = ids(&[&[0, 0, 5, 6, 7], &[1, 2, 3, 4, 5]]);
-        let a = fused.forward_logits(&prompt, None, Some(&mut cache))?;
-        let b = plain.forward_logits(&prompt, None, Some(&mut plain_cache))?;
-        assert!(max_diff(&a, &b) < 1e-5);
-        for i in 0..4u32 {
-            let next = ids(&[&[i + 1], &[i + 9]]);
-            let a = fused.forward_logits(&next, None, Some(&mut cache))?;
-            let b = plain.forward_logits(&next, None, Some(&mut plain_cache))?;
-            assert!(max_diff(&a, &b) < 1e-5);
         }
         Ok(())
     }
@@ -1090,7 +882,7 @@ mod tests {
             assert_eq!(ck.checkpoint_layers(), 2);
             let x = ids(&[&[1, 2, 3, 4, 5, 6], &[0, 0, 7, 8, 9, 10]]);
             let pads = Some(&[0usize, 2][..]);
-            let (a, b) = (plain.forward(&x, pads, None)?, ck.forward(&x, pads, None)?);
+            let (a, b) = (plain.forward(&x, pads)?, ck.forward(&x, pads)?);
             assert_eq!(max_diff(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?), 0.0);
             let g = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu)?.to_dtype(dtype)?;
             let ga = (&a * &g)?.sum_all()?.backward()?;
@@ -1210,7 +1002,7 @@ mod tests {
         let x = ids(&[&[1, 2, 3, 4, 5], &[6, 7, 8, 9, 10]]);
         let y = ids(&[&[2, 3, 4, 5, 6], &[7, 8, 9, 10, 11]]);
         let a = m.token_stats(&x, &y, 0.8, None)?;
-        let b = ops::token_stats(&m.forward_logits(&x, None, None)?, &y, 0.8)?;
+        let b = ops::token_stats(&m.forward_logits(&x, None)?, &y, 0.8)?;
         assert!(max_diff(&a.logprobs, &b.logprobs) < 1e-5);
         assert!(max_diff(&a.entropy, &b.entropy) < 1e-5);
         let w = Tensor::randn(0f32, 1.0, (2, 5), &Device::Cpu)?;
@@ -1227,7 +1019,7 @@ mod tests {
     fn too_long_sequences_are_refused() -> Result<()> {
         let m = Qwen2::init(small(), 1, DType::F32, &Device::Cpu)?;
         let long: Vec<u32> = vec![1; 65];
-        let err = m.forward(&ids(&[&long]), None, None).unwrap_err();
+        let err = m.forward(&ids(&[&long]), None).unwrap_err();
         assert!(err.to_string().contains("max_position_embeddings 64"), "{err}");
         Ok(())
     }

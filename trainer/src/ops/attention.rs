@@ -1,6 +1,6 @@
 //! Fused grouped-query attention for the CPU: the differentiable q/k/v
-//! layout step, the reference composition of causal attention, and the
-//! inference-only attention over a KV cache:
+//! layout step and the reference composition of causal attention (decoding
+//! over the paged KV cache is [`super::paged_attention`]):
 //!
 //! - [`qkv_heads`] takes the output of the stacked q/k/v projection
 //!   (`(batch, seq, (heads + 2 kv_heads) * head_dim)`, before its bias) and
@@ -14,10 +14,6 @@
 //!   and hides each row's left padding. Training and prefill use the
 //!   blockwise [`super::flash_attention`] (`flash.rs`), which the tests hold
 //!   to it, forward and backward.
-//! - [`cached_attention`] is attention for new tokens over a KV cache, for
-//!   decoding: per (row, key/value head) with the `gemm` kernels on
-//!   sub-matrices, in blocks of query rows that skip the keys the causal
-//!   mask hides; it has no backward pass.
 //!
 //! The masking follows the composition in the model ([`causal_attention_reference`]):
 //! a hidden key gets probability 0, and a query that can see no key at all (a
@@ -26,7 +22,7 @@
 //! ops that the tests hold the fused ops to; the public functions fall back to
 //! them off the CPU or for other dtypes.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut};
@@ -468,140 +464,6 @@ fn attend_reference(
         .reshape((b * t, h * hd))
 }
 
-/// Attention of the new tokens (the q part of the flat [`qkv_heads`] output)
-/// over the keys and values `k`, `v` (`(batch, kv_heads, offset + seq,
-/// head_dim)`, any strides: the cache's views, the new tokens' included),
-/// where the new tokens sit at positions `offset..offset + seq`. For
-/// decoding; there is no backward pass.
-pub fn cached_attention(
-    qkv: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    heads: Heads,
-    offset: usize,
-    left_pad: Option<&[usize]>,
-) -> Result<Tensor> {
-    heads.check()?;
-    let want = [heads.batch, heads.kv_heads, offset + heads.seq, heads.head_dim];
-    if qkv.dims() != [heads.total()] || k.dims() != want || v.dims() != want {
-        candle_core::bail!(
-            "cached_attention: q/k/v {:?}, k {:?}, v {:?} do not fit {heads:?} after {offset} positions",
-            qkv.dims(),
-            k.dims(),
-            v.dims()
-        );
-    }
-    let pads = pads_of(left_pad, heads)?;
-    if fused(qkv) && fused(k) && fused(v) {
-        qkv.contiguous()?
-            .apply_op3_no_bwd(k, v, &CachedAttention { heads, offset, pads })
-    } else {
-        attend_reference(qkv, k, v, heads, offset, left_pad)
-    }
-}
-
-/// Softmax over the visible keys `lo..hi` of a row of scores, in place,
-/// zeroing the rest; with nothing visible, uniform over the row (then
-/// `row.len()` must be every key).
-fn masked_softmax_row(row: &mut [f32], lo: usize, hi: usize) {
-    if lo >= hi {
-        let u = 1.0 / row.len() as f32;
-        row.iter_mut().for_each(|p| *p = u);
-        return;
-    }
-    row[..lo].iter_mut().for_each(|p| *p = 0.0);
-    row[hi..].iter_mut().for_each(|p| *p = 0.0);
-    let vis = &mut row[lo..hi];
-    let max = vis.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for p in vis.iter_mut() {
-        *p = exp(*p - max);
-        sum += *p;
-    }
-    let inv = 1.0 / sum;
-    vis.iter_mut().for_each(|p| *p *= inv);
-}
-
-/// One (row, key/value head) group's keys or values: `tk` rows of `hd`.
-#[derive(Clone, Copy)]
-struct Rows<'a> {
-    data: &'a [f32],
-    offset: usize,
-    rs: usize,
-    cs: usize,
-    hd: usize,
-}
-
-impl<'a> Rows<'a> {
-    /// The first `n` rows as a matrix.
-    fn top(self, n: usize) -> Mat<'a> {
-        Mat::new(self.data, self.offset, n, self.hd, self.rs, self.cs)
-    }
-}
-
-/// The geometry shared by forward and backward of one group.
-struct Group {
-    t: usize,
-    tk: usize,
-    hd: usize,
-    rep: usize,
-    offset: usize,
-    pad: usize,
-}
-
-impl Group {
-    /// Blocks of query rows `i0..i1` and the keys `..kend` they multiply.
-    fn blocks(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        (0..self.t).step_by(BLOCK).map(move |i0| {
-            let i1 = (i0 + BLOCK).min(self.t);
-            // A block whose first query sees nothing attends uniformly to every key.
-            let kend = if self.offset + i0 < self.pad {
-                self.tk
-            } else {
-                (self.offset + i1).min(self.tk)
-            };
-            (i0, i1, kend)
-        })
-    }
-
-    /// Visible keys `lo..hi` of query `i`.
-    fn visible(&self, i: usize) -> (usize, usize) {
-        (self.pad, (self.offset + i + 1).min(self.tk))
-    }
-
-    /// Probabilities (`rep * t` rows of `tk` in `p`) and outputs (`rep * t`
-    /// rows of `hd` in `o`) of the group's query heads; `q` holds them from
-    /// `q_off` on (`rep * t` rows of `hd`).
-    fn forward(&self, q: &[f32], q_off: usize, k: Rows<'_>, v: Rows<'_>, p: &mut [f32], o: &mut [f32]) {
-        let (t, tk, hd) = (self.t, self.tk, self.hd);
-        for r in 0..self.rep {
-            for (i0, i1, kend) in self.blocks() {
-                let (rows, first) = (i1 - i0, r * t + i0);
-                let qb = Mat::rows(q, q_off + first * hd, rows, hd, hd);
-                matmul(
-                    MatMut::rows(p, first * tk, rows, kend, tk),
-                    qb,
-                    k.top(kend).t(),
-                    false,
-                    false,
-                );
-                for i in i0..i1 {
-                    let (lo, hi) = self.visible(i);
-                    masked_softmax_row(&mut p[(r * t + i) * tk..][..kend], lo, hi);
-                }
-                let pb = Mat::rows(p, first * tk, rows, kend, tk);
-                matmul(
-                    MatMut::rows(o, first * hd, rows, hd, hd),
-                    pb,
-                    v.top(kend),
-                    false,
-                    false,
-                );
-            }
-        }
-    }
-}
-
 /// Copies outputs laid out `(batch, heads, seq, hd)` into `(batch * seq, heads * hd)`.
 pub(super) fn heads_to_rows(o: &[f32], heads: Heads) -> Vec<f32> {
     let Heads {
@@ -623,158 +485,6 @@ pub(super) fn heads_to_rows(o: &[f32], heads: Heads) -> Vec<f32> {
         y.chunks_mut(h * hd).enumerate().for_each(body);
     }
     y
-}
-
-/// `sum(a * b)` in eight lanes, so the loop vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Attention of one new token's `rep` query heads (`q`, `rep * hd`) over the
-/// `tk` keys and values of its group (the last one its own), hiding the
-/// first `pad`; the outputs go to `o` (`rep * hd`). Plain loops: for one
-/// query row they beat a matrix product's set-up.
-fn decode_group(q: &[f32], k: Rows<'_>, v: Rows<'_>, pad: usize, tk: usize, o: &mut [f32]) {
-    let hd = k.hd;
-    let key = |j: usize| &k.data[k.offset + j * k.rs..][..hd];
-    let value = |j: usize| &v.data[v.offset + j * v.rs..][..hd];
-    let mut p = vec![0f32; tk];
-    for (qr, or) in q.chunks(hd).zip(o.chunks_mut(hd)) {
-        // Visible keys pad..tk; none visible: uniform over all of them.
-        let lo = if pad < tk { pad } else { 0 };
-        if pad < tk {
-            for (j, pj) in p.iter_mut().enumerate().skip(lo) {
-                *pj = dot(qr, key(j));
-            }
-        }
-        masked_softmax_row(&mut p, pad.min(tk), tk);
-        or.iter_mut().for_each(|x| *x = 0.0);
-        for (j, &pj) in p.iter().enumerate().skip(lo) {
-            for (x, vj) in or.iter_mut().zip(value(j)) {
-                *x += pj * vj;
-            }
-        }
-    }
-}
-
-/// All of an `f32` CPU storage (for strided views).
-fn f32_data(s: &CpuStorage) -> Result<&[f32]> {
-    match s {
-        CpuStorage::F32(d) => Ok(d.as_slice()),
-        _ => candle_core::bail!("cached-attention: expected f32 keys and values"),
-    }
-}
-
-struct CachedAttention {
-    heads: Heads,
-    offset: usize,
-    pads: Vec<usize>,
-}
-
-impl CustomOp3 for CachedAttention {
-    fn name(&self) -> &'static str {
-        "cached-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        qs: &CpuStorage,
-        ql: &Layout,
-        ks: &CpuStorage,
-        kl: &Layout,
-        vs: &CpuStorage,
-        vl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let qkv = cpu_slice(qs, ql, "cached-attention")?;
-        let (kd, kst, k0) = (f32_data(ks)?, kl.stride(), kl.start_offset());
-        let (vd, vst, v0) = (f32_data(vs)?, vl.stride(), vl.start_offset());
-        let Heads {
-            batch: b,
-            seq: t,
-            heads: h,
-            kv_heads: kv,
-            head_dim: hd,
-        } = self.heads;
-        let rep = self.heads.rep();
-        let tk = self.offset + t;
-        let mut o = vec![0f32; self.heads.q_len()];
-        if t == 1 && kst[3] == 1 && vst[3] == 1 {
-            // One new token per row: `o` is already `(batch, heads * hd)`.
-            let body = |(g, o): (usize, &mut [f32])| {
-                let (bi, kvh) = (g / kv, g % kv);
-                let k = Rows {
-                    data: kd,
-                    offset: k0 + bi * kst[0] + kvh * kst[1],
-                    rs: kst[2],
-                    cs: 1,
-                    hd,
-                };
-                let v = Rows {
-                    data: vd,
-                    offset: v0 + bi * vst[0] + kvh * vst[1],
-                    rs: vst[2],
-                    cs: 1,
-                    hd,
-                };
-                decode_group(&qkv[g * rep * hd..][..rep * hd], k, v, self.pads[bi], tk, o);
-            };
-            if b * h * tk * hd >= PARALLEL_MIN {
-                o.par_chunks_mut(rep * hd).enumerate().for_each(body);
-            } else {
-                o.chunks_mut(rep * hd).enumerate().for_each(body);
-            }
-            return Ok((CpuStorage::F32(o), Shape::from((b, h * hd))));
-        }
-        let body = |(g, o): (usize, &mut [f32])| {
-            let (bi, kvh) = (g / kv, g % kv);
-            let k = Rows {
-                data: kd,
-                offset: k0 + bi * kst[0] + kvh * kst[1],
-                rs: kst[2],
-                cs: kst[3],
-                hd,
-            };
-            let v = Rows {
-                data: vd,
-                offset: v0 + bi * vst[0] + kvh * vst[1],
-                rs: vst[2],
-                cs: vst[3],
-                hd,
-            };
-            let grp = Group {
-                t,
-                tk,
-                hd,
-                rep,
-                offset: self.offset,
-                pad: self.pads[bi],
-            };
-            let mut p = vec![0f32; rep * t * tk];
-            grp.forward(qkv, g * rep * t * hd, k, v, &mut p, o);
-        };
-        if b * h * t * tk * hd >= PARALLEL_MIN {
-            o.par_chunks_mut(rep * t * hd).enumerate().for_each(body);
-        } else {
-            o.chunks_mut(rep * t * hd).enumerate().for_each(body);
-        }
-        Ok((
-            CpuStorage::F32(heads_to_rows(&o, self.heads)),
-            Shape::from((b * t, h * hd)),
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -816,29 +526,6 @@ mod tests {
             let gb = (&b * &g)?.sum_all()?.backward()?;
             assert!(max_diff(ga.get(&raw).unwrap(), gb.get(&raw).unwrap()) < 1e-5);
             assert!(max_diff(ga.get(&bias).unwrap(), gb.get(&bias).unwrap()) < 1e-4);
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn cached_attention_matches_the_reference_on_strided_caches() -> Result<()> {
-        // Several new tokens (the blocked path) and one (the decoding loop).
-        for t in [3usize, 1] {
-            let hs = heads(2, t, 4, 2);
-            let offset = 5;
-            let qkv = randn(&[hs.total()], 9);
-            // Keys and values as narrow views of a larger cache.
-            let cache_k = randn(&[2, 2, 12, 8], 10);
-            let cache_v = randn(&[2, 2, 12, 8], 11);
-            let (k, v) = (
-                cache_k.narrow(2, 0, offset + t)?,
-                cache_v.narrow(2, 0, offset + t)?,
-            );
-            for pads in [None, Some(vec![2usize, 0]), Some(vec![7, 1])] {
-                let a = cached_attention(&qkv, &k, &v, hs, offset, pads.as_deref())?;
-                let b = attend_reference(&qkv, &k, &v, hs, offset, pads.as_deref())?;
-                assert!(max_diff(&a, &b) < 1e-5, "{t} {pads:?}");
-            }
         }
         Ok(())
     }

@@ -1,6 +1,5 @@
 //! The model's building blocks, each with a backward pass (except the
-//! decoding-only [`cached_attention`], [`paged_attention`], [`linear_t`] and
-//! [`sample_tokens`]).
+//! decoding-only [`paged_attention`], [`linear_t`] and [`sample_tokens`]).
 //!
 //! candle's own fused CPU ops (`candle_nn::ops::rms_norm`, `softmax_last_dim`,
 //! `rotary_emb::rope`) have no backward, and its differentiable compositions
@@ -42,7 +41,7 @@ mod softmax;
 mod swiglu;
 
 pub use adamw::{adamw_update, adamw_update_reference, AdamWStep};
-pub use attention::{cached_attention, causal_attention_reference, qkv_heads, qkv_heads_reference, Heads};
+pub use attention::{causal_attention_reference, qkv_heads, qkv_heads_reference, Heads};
 pub use block::{
     attention_block, attention_block_masked, attention_block_masked_reference, attention_block_reference,
     mlp_block, mlp_block_reference,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::EngineConfig;
 use crate::model::CheckpointLayers;
 use crate::optim::AdamWConfig;
 use crate::template::Template;
@@ -22,6 +23,10 @@ pub struct RlConfig {
     /// Optimisation settings shared by the stages.
     #[serde(default)]
     pub train: TrainConfig,
+    /// The rollout engine's memory and batch settings (sampling for the
+    /// steps, the difficulty split and evaluation).
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// Held-out evaluation.
     #[serde(default)]
     pub eval: EvalConfig,
@@ -94,9 +99,6 @@ pub struct TrainConfig {
     /// Sequences per forward/backward micro-batch of the update (memory,
     /// not maths: the loss is normalised over the whole batch).
     pub micro_batch: usize,
-    /// Rows sampled at once; a batch's rows are graded chunk by chunk while
-    /// the next chunk is sampled.
-    pub rollout_chunk: usize,
     /// Clip the global gradient norm to this (0 disables clipping).
     pub max_grad_norm: f64,
     /// Added to the group's standard deviation in the advantage.
@@ -115,7 +117,6 @@ impl Default for TrainConfig {
             checkpoint_layers: CheckpointLayers::default(),
             seed: 0,
             micro_batch: 64,
-            rollout_chunk: 64,
             max_grad_norm: 1.0,
             adv_eps: 1e-6,
             adamw: AdamWConfig {
@@ -136,6 +137,10 @@ pub struct EvalSet {
     pub task: Task,
     /// JSONL of problems (see [`crate::rl::data`]).
     pub path: PathBuf,
+    /// Samples per problem for this set (the recipe: 64 for AIME); unset,
+    /// the `[eval]` table's `k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
 }
 
 /// Held-out evaluation: avg@k pass@1.
@@ -144,7 +149,7 @@ pub struct EvalSet {
 pub struct EvalConfig {
     /// The sets.
     pub sets: Vec<EvalSet>,
-    /// Samples per problem.
+    /// Samples per problem of a set that does not set its own `k`.
     pub k: usize,
     /// Sampling temperature.
     pub temperature: f64,
@@ -156,6 +161,13 @@ pub struct EvalConfig {
     pub every: u64,
     /// Also evaluate the starting policy before the first step.
     pub at_start: bool,
+}
+
+impl EvalConfig {
+    /// Samples per problem of `set`.
+    pub fn k_of(&self, set: &EvalSet) -> usize {
+        set.k.unwrap_or(self.k)
+    }
 }
 
 impl Default for EvalConfig {
@@ -420,15 +432,16 @@ impl RlConfig {
             );
         }
         let t = &self.train;
-        if t.micro_batch == 0 || t.rollout_chunk == 0 {
-            return Err("train.micro_batch and train.rollout_chunk must be at least 1".into());
+        if t.micro_batch == 0 {
+            return Err("train.micro_batch must be at least 1".into());
         }
+        self.engine.validate()?;
         if t.max_grad_norm < 0.0 || t.adv_eps.is_nan() || t.adv_eps <= 0.0 {
             return Err("train.max_grad_norm must be >= 0 and train.adv_eps > 0".into());
         }
         let e = &self.eval;
-        if e.k == 0 {
-            return Err("eval.k must be at least 1".into());
+        if e.k == 0 || e.sets.iter().any(|s| s.k == Some(0)) {
+            return Err("eval.k (and each eval set's k) must be at least 1".into());
         }
         if !(e.temperature >= 0.0 && e.top_p > 0.0 && e.top_p <= 1.0) {
             return Err("eval.temperature must be >= 0 and eval.top_p in (0, 1]".into());

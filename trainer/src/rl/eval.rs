@@ -1,6 +1,7 @@
 //! Held-out evaluation: avg@k pass@1 through the reward server.
 //!
-//! Each problem gets k samples (temperature 0.6, top-p 0.95 by default);
+//! Each problem gets k samples (temperature 0.6, top-p 0.95 by default; k
+//! per set, as the recipe's avg@64 for AIME and avg@8 for LiveCodeBench);
 //! pass@1 is the fraction correct over all of them (avg@k), and pass@k uses
 //! the unbiased estimator `1 - C(n-c, k)/C(n, k)` with n = k, that is the
 //! fraction of problems solved at least once. Every evaluation draws with the
@@ -12,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::data::Problem;
 use super::rollout::{rollouts, Rewarder};
+use crate::engine::{EngineConfig, SamplingParams};
 use crate::model::Qwen2;
-use crate::sample::SamplingParams;
 use crate::tokenizer::Tokenizer;
 
 /// One set's result (a line of `eval.jsonl`).
@@ -55,7 +56,9 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
         .product::<f64>()
 }
 
-/// Evaluates `problems` with `k` samples each.
+/// Evaluates `problems` with `k` samples each, drawn with `seed`; returns
+/// pass@1 (avg@k), pass@k, the mean response length and the fraction cut
+/// at the length limit.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     model: &Qwen2,
@@ -64,10 +67,11 @@ pub fn evaluate(
     problems: &[Problem],
     k: usize,
     params: &SamplingParams,
-    chunk: usize,
+    engine: &EngineConfig,
+    seed: u64,
 ) -> Result<(f64, f64, f64, f64)> {
     let refs: Vec<&Problem> = problems.iter().collect();
-    let (rolls, _) = rollouts(model, tokenizer, rewarder, &refs, k, params, chunk, params.seed)?;
+    let (rolls, _) = rollouts(model, tokenizer, rewarder, &refs, k, params, engine, seed)?;
     let n = rolls.len().max(1) as f64;
     let pass1 = rolls.iter().filter(|r| r.verdict.is_correct()).count() as f64 / n;
     let pass_k = rolls

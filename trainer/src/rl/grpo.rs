@@ -267,7 +267,7 @@ mod tests {
             sampler_logprobs: vec![0.0; 4],
         };
         let b = collate(&[&seq], 0, &Device::Cpu)?;
-        let logits = model.forward_logits(&b.inputs, None, None)?;
+        let logits = model.forward_logits(&b.inputs, None)?;
         for t in [1.0, 0.6] {
             let got = logprobs(&model, &b, t)?;
             let want = crate::ops::token_logprobs_reference(&(&logits / t)?, &b.targets)?;

@@ -1,12 +1,14 @@
-//! Rollouts: G samples per prompt from the current policy, graded by the
-//! reward server over HTTP while the next chunk of rows is sampled.
+//! Rollouts: G samples per prompt from the current policy (the rollout
+//! engine, [`crate::engine`]), graded by the reward server over HTTP while
+//! the rest are still being generated.
 //!
-//! A batch's rows (each prompt repeated G times) are sampled `chunk` rows at
-//! a time. As soon as a chunk is decoded, its items go to the reward server
-//! on a background tokio runtime, and the sampler moves on to the next chunk,
-//! so grading overlaps with generation without ever grading a response of a
-//! policy other than the current one. Only the last chunk's grading is
-//! waited for.
+//! Every prompt is one engine request with G samples (sharing its
+//! prefill); row `r` of the batch (prompt after prompt) is seeded with
+//! `engine::row_seed(seed, r)`. As soon as all samples of prompts holding
+//! [`SUBMIT_ITEMS`] responses have finished, they go to the reward server
+//! on a background tokio runtime while the engine goes on, so grading
+//! overlaps with generation without ever grading a response of a policy
+//! other than the current one. Only the last submissions are waited for.
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +19,12 @@ use tokio::task::JoinHandle;
 
 use super::config::RewardConfig;
 use super::data::{reward_item, Problem};
+use crate::engine::{Engine, EngineConfig, Request, Sample, SamplingParams};
 use crate::model::Qwen2;
-use crate::sample::{generate, SamplingParams};
 use crate::tokenizer::Tokenizer;
+
+/// Responses gathered (whole groups) before they are sent for grading.
+pub const SUBMIT_ITEMS: usize = 64;
 
 /// The reward server connection and the runtime its requests run on.
 pub struct Rewarder {
@@ -147,8 +152,9 @@ pub struct RolloutTiming {
     pub latency_s: f64,
 }
 
-/// Samples `group` responses to each of `problems` and grades them.
-/// `seed` fixes the draws; rows are grouped problem after problem.
+/// Samples `group` responses to each of `problems` with the engine
+/// (`engine`) and grades them. `seed` fixes the draws; rows are grouped
+/// problem after problem.
 #[allow(clippy::too_many_arguments)]
 pub fn rollouts(
     model: &Qwen2,
@@ -157,61 +163,92 @@ pub fn rollouts(
     problems: &[&Problem],
     group: usize,
     params: &SamplingParams,
-    chunk: usize,
+    engine: &EngineConfig,
     seed: u64,
 ) -> Result<(Vec<Rollout>, RolloutTiming)> {
-    let rows: Vec<usize> = (0..problems.len())
-        .flat_map(|p| std::iter::repeat_n(p, group))
-        .collect();
-    let mut samples = Vec::with_capacity(rows.len());
-    let mut pending = Vec::new();
+    let prompts: Vec<Vec<u32>> = problems.iter().map(|p| p.prompt.clone()).collect();
+    let requests = Request::batch(&prompts, group, seed);
     let mut timing = RolloutTiming::default();
     let started = Instant::now();
-    for (c, part) in rows.chunks(chunk.max(1)).enumerate() {
-        let prompts: Vec<Vec<u32>> = part.iter().map(|&p| problems[p].prompt.clone()).collect();
-        let params = SamplingParams {
-            seed: seed ^ (c as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
-            ..params.clone()
-        };
-        let out = generate(model, &prompts, &params, Some(tokenizer))?;
-        let mut items = Vec::with_capacity(out.len());
-        for (&p, s) in part.iter().zip(&out) {
-            let text = tokenizer.decode(&s.ids, true)?;
-            items.push(reward_item(
-                problems[p],
-                &text,
-                rewarder.extract,
-                rewarder.time_limit_s,
-            ));
+    // Samples finished per problem; problems ready to send, and the sent
+    // requests with the problems they hold.
+    let mut finished = vec![0usize; problems.len()];
+    let mut texts: Vec<Vec<String>> = vec![vec![String::new(); group]; problems.len()];
+    let mut ready: Vec<usize> = Vec::new();
+    let mut pending: Vec<(Vec<usize>, Pending)> = Vec::new();
+    let mut failed: Option<anyhow::Error> = None;
+    let send = |ready: &mut Vec<usize>, texts: &[Vec<String>], pending: &mut Vec<(Vec<usize>, Pending)>| {
+        let items = ready
+            .iter()
+            .flat_map(|&p| {
+                texts[p]
+                    .iter()
+                    .map(move |t| reward_item(problems[p], t, rewarder.extract, rewarder.time_limit_s))
+            })
+            .collect();
+        pending.push((std::mem::take(ready), rewarder.submit(items)));
+    };
+    let (samples, _) = Engine::new(model, engine)?.run(&requests, params, Some(tokenizer), |f| {
+        match tokenizer.decode(&f.sample.ids, true) {
+            Ok(text) => texts[f.request][f.index] = text,
+            Err(e) => {
+                failed.get_or_insert(e.into());
+            }
         }
-        pending.push(rewarder.submit(items));
-        samples.extend(out);
+        finished[f.request] += 1;
+        if finished[f.request] == group {
+            ready.push(f.request);
+            if ready.len() * group >= SUBMIT_ITEMS {
+                send(&mut ready, &texts, &mut pending);
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !ready.is_empty() {
+        send(&mut ready, &texts, &mut pending);
     }
     timing.sample_s = started.elapsed().as_secs_f64();
     let waited = Instant::now();
-    let mut results = Vec::with_capacity(rows.len());
+    let mut graded: Vec<Option<Vec<GradeResult>>> = vec![None; problems.len()];
     let mut latency = 0.0;
-    let requests = pending.len();
-    for p in pending {
+    let requests_sent = pending.len();
+    for (ps, p) in pending {
         let g = rewarder.wait(p)?;
         latency += g.latency.as_secs_f64();
-        results.extend(g.results);
+        let mut results = g.results.into_iter();
+        for p in ps {
+            graded[p] = Some(results.by_ref().take(group).collect());
+        }
     }
     timing.wait_s = waited.elapsed().as_secs_f64();
-    timing.latency_s = latency / requests.max(1) as f64;
-    let out = rows
-        .into_iter()
-        .zip(samples)
-        .zip(results)
-        .map(|((problem, s), r)| Rollout {
-            problem,
-            truncated: s.truncated(),
-            ids: s.ids,
-            logprobs: s.logprobs,
-            entropies: s.entropies,
-            reward: r.reward,
-            verdict: r.verdict,
-        })
-        .collect();
+    timing.latency_s = latency / requests_sent.max(1) as f64;
+    let mut out = Vec::with_capacity(problems.len() * group);
+    for (problem, (group_samples, results)) in samples.into_iter().zip(graded).enumerate() {
+        let results = results.context("a group was never graded")?;
+        if results.len() != group_samples.len() {
+            anyhow::bail!(
+                "the reward server returned {} results for {} responses",
+                results.len(),
+                group_samples.len()
+            );
+        }
+        for (s, r) in group_samples.into_iter().zip(results) {
+            out.push(rollout(problem, s, r));
+        }
+    }
     Ok((out, timing))
+}
+
+fn rollout(problem: usize, s: Sample, r: GradeResult) -> Rollout {
+    Rollout {
+        problem,
+        truncated: s.truncated(),
+        ids: s.ids,
+        logprobs: s.logprobs,
+        entropies: s.entropies,
+        reward: r.reward,
+        verdict: r.verdict,
+    }
 }
