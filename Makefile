@@ -7,7 +7,7 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/reward-server
 TRAINER := $(or $(CARGO_TARGET_DIR),target)/release/trainer
 SEED ?= 1
 
-.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-fault bench-trainer bench-step bench-pack diff-math kernels check-cuda bench-logprob bench-gpu deploy-check image clean
+.PHONY: demo test fetch-guest grade-example serve build release lint fmt fuzz bench-math bench-code bench-http bench-fault bench-trainer bench-step bench-pack bench-rollout diff-math kernels check-cuda bench-logprob bench-gpu deploy-check image clean
 
 ## The recipe in small on the CPU: synthetic math and code tasks, a tiny
 ## Qwen2 model, SFT, then math and code GRPO against a local reward-server.
@@ -107,6 +107,13 @@ bench-step:
 bench-pack:
 	$(CARGO) build --release --locked -p trainer
 	python3 bench/pack_bench.py --bin $(TRAINER) $(ARGS)
+
+## The rollout benchmark (bench/rollout_bench.sh): 64 prompts x 8 samples with
+## long-tailed lengths, the rollout engine vs the sampler it replaced vs
+## transformers `generate`, new tokens/s and peak memory (LOCK=/tmp/cpu.lock
+## runs each under flock -x). Makes the pinned torch venv on first use.
+bench-rollout:
+	bench/rollout_bench.sh
 
 ## Compile every kernels/*.cu to PTX for sm_80 and sm_90, warnings as
 ## errors, and assemble it with ptxas; no GPU needed (CI runs it). Uses the
