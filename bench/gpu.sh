@@ -23,6 +23,16 @@
 #      it ran (nvidia-smi, sampled every 200 ms). STEP_MODEL=qwen2.5-0.5b for the CPU benchmark's shape;
 #      SKIP_STEP=1 leaves it out.
 #
+# Last, the rollout benchmark (bench/rollout_bench.py, the engine alone) at
+# the Qwen2.5-1.5B shape: a random checkpoint (`trainer init --vocab-size`,
+# kept in bench/out/rollout-1.5b/), 64 prompts x 8 samples with long-tailed
+# lengths (mean ROLLOUT_MEAN_LEN, cut at ROLLOUT_MAX_NEW), bf16 on the GPU,
+# a KV pool of ROLLOUT_KV_MIB: new tokens/s, the engine's steps, pool and
+# preemptions. It needs python3 (no torch) and the trainer built with
+# `--features cuda` (TRAINER_BIN, else built here). SKIP_ROLLOUT=1 leaves it
+# out; ROLLOUT_ONLY=1 runs only it (~2-3 minutes, most of it making and
+# loading the checkpoint).
+#
 # It prints Markdown tables and keeps them in bench/out/gpu.md, for
 # docs/BENCHMARKS.md.
 #
@@ -30,6 +40,7 @@
 #   ROWS=2048,16384 GRPO_BATCH=4 GRPO_LEN=2048 bench/gpu.sh
 #   LOGPROB_BENCH=path/to/logprob_bench SKIP_TESTS=1 bench/gpu.sh   # a binary built elsewhere
 #   LOGPROB_BENCH=... TRAINER_BIN=path/to/trainer SKIP_TESTS=1 bench/gpu.sh
+#   ROLLOUT_ONLY=1 TRAINER_BIN=path/to/trainer bench/gpu.sh             # only the rollout
 #
 # Both binaries built here with `--features cuda` (CUDA_COMPUTE_CAP=90 for an
 # H100) run on a machine with no cargo; the whole run takes ~3-5 minutes.
@@ -61,6 +72,39 @@ STEP_MODEL="${STEP_MODEL:-qwen2.5-1.5b}"
 STEP_BATCH="${STEP_BATCH:-1}"
 STEP_SEQ="${STEP_SEQ:-4096}"
 PEAK_FLOPS="${PEAK_FLOPS:-989e12}"
+
+# The rollout benchmark at the 1.5B shape (appends to $out).
+rollout() {
+    local trainer="${trainer:-${TRAINER_BIN:-}}" model=bench/out/rollout-1.5b
+    if [ -z "$trainer" ]; then
+        echo "== building the trainer with --features cuda" >&2
+        cargo build --release --locked -p trainer --features cuda --bin trainer
+        trainer="${CARGO_TARGET_DIR:-target}/release/trainer"
+    fi
+    [ -x "$trainer" ] || die "no trainer binary at $trainer"
+    if [ ! -f "$model/config.json" ]; then
+        echo "== a random Qwen2.5-1.5B-shaped checkpoint in $model" >&2
+        "$trainer" init --vocab-size 151936 --hidden-size 1536 --layers 28 --heads 12 --kv-heads 2 \
+            --intermediate-size 8960 --context 4096 --rope-theta 1000000 --seed 0 --out "$model"
+    fi
+    echo "== rollout: 64 prompts x 8 samples at the 1.5B shape, bf16 (trainer generate)" >&2
+    {
+        echo
+        echo "### Rollout, Qwen2.5-1.5B shape (random weights), bf16, 64 prompts x 8 samples"
+        echo
+        python3 bench/rollout_bench.py --only engine --trainer "$trainer" --model "$model" \
+            --device cuda --dtype bf16 --out bench/out/rollout-gpu \
+            --mean-len "${ROLLOUT_MEAN_LEN:-100}" --max-new-tokens "${ROLLOUT_MAX_NEW:-512}" \
+            --kv-cache-mib "${ROLLOUT_KV_MIB:-16384}" 2>&1
+    } | tee -a "$out"
+}
+
+if [ "${ROLLOUT_ONLY:-0}" = 1 ]; then
+    echo "## GPU: $gpu" | tee "$out"
+    rollout
+    echo "bench/gpu.sh: tables in $out" >&2
+    exit 0
+fi
 
 bin="${LOGPROB_BENCH:-}"
 trainer="${TRAINER_BIN:-}"
@@ -120,5 +164,7 @@ if [ "${SKIP_STEP:-0}" != 1 ]; then
         echo "| $workload | $tok | $mfu | $used |" | tee -a "$out"
     done
 fi
+
+[ "${SKIP_ROLLOUT:-0}" = 1 ] || rollout
 
 echo "bench/gpu.sh: tables in $out" >&2

@@ -31,7 +31,8 @@ fn fresh_checkpoint(dir: &Path, data: &Path) -> PathBuf {
     let tok = Tokenizer::train_byte_level_bpe(&texts, 320, &["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
         .unwrap();
     let args = InitArgs {
-        tokenizer: dir.to_path_buf(),
+        tokenizer: Some(dir.to_path_buf()),
+        vocab_size: None,
         out: dir.join("init"),
         hidden_size: 64,
         layers: 2,

@@ -32,8 +32,13 @@ pub struct TokenizerArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Directory holding the tokenizer (as written by `trainer tokenizer`).
-    #[arg(long)]
-    pub tokenizer: PathBuf,
+    #[arg(long, required_unless_present = "vocab_size")]
+    pub tokenizer: Option<PathBuf>,
+    /// Make a checkpoint without a tokenizer, of this vocabulary (used as
+    /// given): for benchmarks that feed token ids (`trainer generate
+    /// --prompts` with `prompt_ids`).
+    #[arg(long, conflicts_with = "tokenizer")]
+    pub vocab_size: Option<usize>,
     /// Checkpoint directory to create.
     #[arg(long)]
     pub out: PathBuf,
@@ -122,10 +127,11 @@ pub fn run_tokenizer(args: TokenizerArgs) -> Result<()> {
     Ok(())
 }
 
-/// The config `trainer init` builds: vocabulary rounded up to a multiple of 32.
+/// The config `trainer init` builds: the tokenizer's vocabulary rounded up
+/// to a multiple of 32, or `--vocab-size` as given.
 pub fn init_config(args: &InitArgs, vocab: usize) -> Config {
     Config {
-        vocab_size: vocab.div_ceil(32) * 32,
+        vocab_size: args.vocab_size.unwrap_or(vocab.div_ceil(32) * 32),
         hidden_size: args.hidden_size,
         intermediate_size: args.intermediate_size,
         num_hidden_layers: args.layers,
@@ -142,21 +148,26 @@ pub fn init_config(args: &InitArgs, vocab: usize) -> Config {
 
 /// Runs `trainer init`.
 pub fn run_init(args: InitArgs) -> Result<()> {
-    let tok = Tokenizer::from_dir(&args.tokenizer)?;
-    let config = init_config(&args, tok.vocab_size());
+    let tok = match &args.tokenizer {
+        Some(dir) => Some(Tokenizer::from_dir(dir)?),
+        None => None,
+    };
+    let config = init_config(&args, tok.as_ref().map_or(0, Tokenizer::vocab_size));
     config.validate()?;
     let model = Qwen2::init(config, args.seed, DType::F32, &Device::Cpu)?;
     let writer = CheckpointWriter::new(&args.out)?;
     writer.write_model(&model, MAX_SHARD_BYTES)?;
-    tok.save_dir(writer.dir())?;
-    let generation = serde_json::json!({
-        "eos_token_id": tok.eos_ids(),
-        "pad_token_id": tok.pad_id(),
-    });
-    std::fs::write(
-        writer.dir().join("generation_config.json"),
-        serde_json::to_string_pretty(&generation)? + "\n",
-    )?;
+    if let Some(tok) = &tok {
+        tok.save_dir(writer.dir())?;
+        let generation = serde_json::json!({
+            "eos_token_id": tok.eos_ids(),
+            "pad_token_id": tok.pad_id(),
+        });
+        std::fs::write(
+            writer.dir().join("generation_config.json"),
+            serde_json::to_string_pretty(&generation)? + "\n",
+        )?;
+    }
     let out = writer.finish()?;
     eprintln!("init: {} parameters -> {}", model.num_params(), out.display());
     Ok(())

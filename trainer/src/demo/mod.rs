@@ -264,7 +264,8 @@ pub fn demo(args: &DemoArgs) -> Result<DemoReport> {
     let tok_dir = out.join("tokenizer");
     tokenizer.save_dir(&tok_dir)?;
     let init = InitArgs {
-        tokenizer: tok_dir,
+        tokenizer: Some(tok_dir),
+        vocab_size: None,
         out: out.join("init"),
         hidden_size: plan.hidden,
         layers: plan.layers,
