@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use trainer::demo::{demo, DemoArgs};
 use trainer::local_server::RewardServer;
-use trainer::rl::config::RlConfig;
+use trainer::rl::config::{EvalSet, RlConfig, Task};
+use trainer::rl::eval::EvalRecord;
 use trainer::rl::StepRecord;
 
 use crate::util::{reward_server, HealthOnly};
@@ -207,6 +208,19 @@ fn filters_dynamic_sampling_ppo_epochs_and_kl_run_against_the_server() {
         })
         .collect();
     std::fs::write(&data, lines.join("\n")).unwrap();
+    // Two held-out sets, one with its own k (the recipe's avg@64 for AIME),
+    // one with the [eval] table's.
+    let few = dir.path().join("few.jsonl");
+    std::fs::write(&few, lines[..2].join("\n")).unwrap();
+    let set = |name: &str, k| EvalSet {
+        name: name.into(),
+        task: Task::Math,
+        path: few.clone(),
+        k,
+    };
+    config.eval.sets = vec![set("own-k", Some(3)), set("eval-k", None)];
+    config.eval.k = 2;
+    config.eval.at_start = true;
     let stage = &mut config.stages[0];
     stage.datasets = vec![data];
     stage.steps = 0;
@@ -254,4 +268,20 @@ fn filters_dynamic_sampling_ppo_epochs_and_kl_run_against_the_server() {
     assert!(first_epoch.iter().any(|r| r.accuracy > 0.0));
     let report = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
     assert!(report.contains("| math-16 | math |"), "{report}");
+    // Each evaluation drew each set's own k.
+    let evals: Vec<EvalRecord> = trainer::rl::report::read_jsonl(&dir.path().join("run/eval.jsonl")).unwrap();
+    let ks: Vec<(&str, &str, usize)> = evals
+        .iter()
+        .map(|e| (e.when.as_str(), e.set.as_str(), e.k))
+        .collect();
+    assert_eq!(
+        ks,
+        [
+            ("start", "own-k", 3),
+            ("start", "eval-k", 2),
+            ("stage_end", "own-k", 3),
+            ("stage_end", "eval-k", 2)
+        ],
+        "{evals:?}"
+    );
 }
