@@ -154,14 +154,7 @@ impl LayerPass {
         } else {
             let h = ops::rms_norm(x, input_norm, eps)?;
             let weights = [qw, qb, kw, kb, vw, vb, o];
-            let a = composed_attention(
-                &h,
-                weights,
-                self.heads,
-                &self.cos,
-                &self.sin,
-                self.bias.as_ref(),
-            )?;
+            let a = composed_attention(&h, weights, self.heads, &self.cos, &self.sin, self.bias.as_ref())?;
             let x = (x + a)?;
             let h = ops::rms_norm(&x, post_norm, eps)?;
             let gate = linear(&h, gate, None)?;
@@ -402,7 +395,12 @@ impl Qwen2 {
     ///
     /// `packed` (no left padding) gives each row's sequence starts: the
     /// positions restart at each and attention stays within each.
-    fn hidden(&self, ids: &Tensor, left_pad: Option<&[usize]>, packed: Option<&[Vec<usize>]>) -> Result<Tensor> {
+    fn hidden(
+        &self,
+        ids: &Tensor,
+        left_pad: Option<&[usize]>,
+        packed: Option<&[Vec<usize>]>,
+    ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         if let Some(starts) = packed {
             if left_pad.is_some_and(|p| p.iter().any(|&n| n > 0)) {
@@ -806,10 +804,7 @@ mod tests {
         let b = Qwen2::init(small(), 3, DType::F32, &Device::Cpu)?;
         let x = ids(&[&[1, 2, 3, 4]]);
         assert_eq!(
-            max_diff(
-                &a.forward_logits(&x, None)?,
-                &b.forward_logits(&x, None)?
-            ),
+            max_diff(&a.forward_logits(&x, None)?, &b.forward_logits(&x, None)?),
             0.0
         );
         let expected: usize = parameter_specs(&small())

@@ -25,8 +25,6 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Mat, MatMut};
-use super::math::exp;
 use super::{cpu_slice, fused, rope_reference, softmax_reference, PARALLEL_MIN};
 
 /// Additive mask of the reference composition, as in the model.
