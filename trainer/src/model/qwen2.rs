@@ -501,7 +501,7 @@ impl Qwen2 {
         temperature: f64,
         left_pad: Option<&[usize]>,
     ) -> Result<ops::TokenStats> {
-        self.stats(ids, targets, temperature, left_pad)
+        self.stats(ids, targets, temperature, left_pad, None)
     }
 
     /// [`Qwen2::token_stats`] of packed rows (sequence packing): row `r` of

@@ -30,10 +30,6 @@ use super::{cpu_slice, fused, rope_reference, softmax_reference, PARALLEL_MIN};
 /// Additive mask of the reference composition, as in the model.
 const MASKED: f32 = -1e30;
 
-/// Query rows per block of the causal attention: a block multiplies only the
-/// keys its last row can see.
-const BLOCK: usize = 64;
-
 /// The shape of one layer's attention for a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heads {
