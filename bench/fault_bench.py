@@ -173,7 +173,7 @@ def post(port, path, body, timeout=300):
         r = c.getresponse()
         data = r.read()
         c.close()
-        return r.status, time.perf_counter() - t0, dict(r.getheaders()), data
+        return r.status, time.perf_counter() - t0, {k.lower(): v for k, v in r.getheaders()}, data
     except OSError as e:
         return None, time.perf_counter() - t0, {}, str(e).encode()
 
@@ -208,7 +208,7 @@ def closed_loop(port, body, clients, duration):
         while time.time() < stop:
             status, secs, headers, _ = post(port, "/v1/reward", body)
             with lock:
-                results.append((status, secs, headers.get("Retry-After")))
+                results.append((status, secs, headers.get("retry-after")))
             if status == 503:
                 time.sleep(0.05)
 
@@ -396,7 +396,7 @@ def slow64(args):
     def run():
         status, secs, headers, _ = post(server.port, "/v1/reward", body, timeout=120)
         with lock:
-            results.append((status, secs, headers.get("Retry-After")))
+            results.append((status, secs, headers.get("retry-after")))
 
     threads = [threading.Thread(target=run) for _ in range(64)]
     for t in threads:
