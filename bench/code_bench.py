@@ -31,6 +31,13 @@ Workloads (deterministic, seed below):
            sys.stdin.read(), floats with 10 decimals, and one that is wrong
            on sums >= 1500), all cores.
   single   100 single-case a+b items: per-item latency, all cores and 1 worker.
+  assert   100 HumanEval-shaped items (a function, ten plain asserts that the
+           host compares, a loop of asserts run as test code in the tests'
+           own interpreter; every fourth function wrong), "by 4": four
+           samples per problem share its test code (pass@k, an RL group: the
+           converted tests are cached), "by 1": each item its own tests.
+           Native runs the program and the tests as one script, passed when
+           it exits 0.
   compute  8 items of a 3e6-addition loop + 8 of a pure-Python sieve of
            Eratosthenes to 2e6, one case each: all cores and 1 worker (the
            1-worker run shows the per-core slowdown against native CPython).
@@ -171,6 +178,33 @@ def make_compute(n_each):
     return out
 
 
+ASSERT_PROGRAM = (
+    "def add(a, b):\n"
+    "    return a + b\n"
+)
+
+
+def make_assert(n_items, seed, samples=1):
+    """HumanEval-shaped items: a function and ten plain asserts (compared by
+    the host) plus a loop of asserts (run as test code); every fourth item's
+    function is wrong. `samples` items in a row share their test code, as
+    the samples of one problem do (pass@k, an RL group)."""
+    rng = random.Random(seed + 2)
+    out = []
+    pairs = []
+    for i in range(n_items):
+        program = ASSERT_PROGRAM if i % 4 else "def add(a, b):\n    return a - b\n"
+        if i % samples == 0:
+            pairs = [(rng.randrange(1000), rng.randrange(1, 1000)) for _ in range(10)]
+        code = "".join(f"assert add({a}, {b}) == {a + b}\n" for a, b in pairs)
+        code += "for i in range(20):\n    assert add(i, 1) == i + 1\n"
+        out.append({
+            "id": f"assert-{i}", "kind": "assert_add", "task": "code", "response": response_for(program),
+            "tests": {"type": "assert", "code": code}, "time_limit_s": TIME_LIMIT_S,
+        })
+    return out
+
+
 def write_jsonl(path, items):
     with open(path, "w", encoding="utf-8") as f:
         for it in items:
@@ -269,7 +303,10 @@ def outputs_match(actual, expected):
 
 def native_grade_item(it, python=sys.executable):
     t0 = time.perf_counter()
-    cases = it["tests"]["cases"]
+    # Assert tests run the way HumanEval's harness runs them: the program
+    # and the tests as one script, passed when it exits 0.
+    asserts = it["tests"]["type"] == "assert"
+    cases = [{"input": ""}] if asserts else it["tests"]["cases"]
     res = {"id": it["id"], "verdict": None, "passed": 0, "total": len(cases), "case_ms": [], "error": None}
     code = extract_code(it["response"])
     if code is None:
@@ -279,7 +316,7 @@ def native_grade_item(it, python=sys.executable):
     fd, path = tempfile.mkstemp(suffix=".py", prefix="code_bench_")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(code)
+            f.write(code + "\n\n" + it["tests"]["code"] if asserts else code)
         for k, case in enumerate(cases):
             c0 = time.perf_counter()
             fail = None
@@ -290,10 +327,12 @@ def native_grade_item(it, python=sys.executable):
                 p = None
                 fail = ("time_limit", "time limit exceeded")
             res["case_ms"].append((time.perf_counter() - c0) * 1e3)
+            if fail is None and asserts and p.returncode != 0 and b"AssertionError" in p.stderr:
+                fail = ("wrong_answer", "a test failed")
             if fail is None and p.returncode != 0:
                 tail = p.stderr.decode("utf-8", "replace").strip()[-300:]
                 fail = ("runtime_error", f"exit status {p.returncode}: {tail}")
-            elif fail is None and not outputs_match(p.stdout.decode("utf-8", "replace"), case["output"]):
+            elif fail is None and not asserts and not outputs_match(p.stdout.decode("utf-8", "replace"), case["output"]):
                 fail = ("wrong_answer", "wrong output")
             if fail is None:
                 res["passed"] += 1
@@ -434,10 +473,13 @@ def main():
 
     if args.quick:
         startup, single, compute = make_startup(40, 10, SEED), make_single(20, SEED), make_compute(2)
+        asserts, asserts1 = make_assert(20, SEED, 4), make_assert(20, SEED + 1)
     else:
         startup, single, compute = make_startup(200, 10, SEED), make_single(100, SEED), make_compute(8)
+        asserts, asserts1 = make_assert(100, SEED, 4), make_assert(100, SEED + 1)
     n_cases_startup = len(startup[0]["tests"]["cases"])
-    workloads = {"startup": startup, "single": single, "compute": compute}
+    workloads = {"startup": startup, "single": single, "compute": compute, "assert": asserts,
+                 "assert1": asserts1}
     paths = {}
     for name, items in workloads.items():
         paths[name] = os.path.join(od, f"code-{name}.jsonl")
@@ -447,6 +489,8 @@ def main():
         (f"startup {len(startup)}x{n_cases_startup}, {nw}w", "startup", nw),
         (f"single {len(single)}x1, {nw}w", "single", nw),
         (f"single {len(single)}x1, 1w", "single", 1),
+        (f"assert {len(asserts)}x1 by 4, {nw}w", "assert", nw),
+        (f"assert {len(asserts1)}x1 by 1, {nw}w", "assert1", nw),
         (f"compute {len(compute)}x1, {nw}w", "compute", nw),
         (f"compute {len(compute)}x1, 1w", "compute", 1),
     ]
@@ -601,7 +645,7 @@ def main():
 
     # ---------------------------------------------------------------- targets
     ms = list(summary["measurements"].values())
-    st, s_n, s_1, c_n, c_1 = ms
+    st, s_n, s_1, _assert, _assert1, c_n, c_1 = ms
     targets = {
         "a_startup_faster_than_native_pool": {
             "items_per_s_ratio": st["ratio_ours_over_native"]["items_per_s"],
