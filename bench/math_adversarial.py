@@ -40,6 +40,8 @@ def cases():
     yield "1MB unclosed \\frac{", "42", "\\frac{" * (MB // 6)
     yield "1MB 'or' hedges", "42", "1 or " * (MB // 5)
     yield "1MB glued words", "42", "AZYUK2A " * (MB // 8)
+    # A letter glued to a decimal once kept the tokenizer in place for ever.
+    yield "1MB letter.digit", "42", "x.5 " * (MB // 4)
     yield "1MB numbers", "42", "12345 " * (MB // 6)
     box = lambda s: "\\boxed{" + s + "}"
     yield "8K parens", "1", box("(" * 4000 + "1" + ")" * 4000)
