@@ -37,6 +37,7 @@ import ast
 import builtins
 import json
 import math
+import os
 import sys
 
 encode, _ = _typed_codec()
@@ -430,3 +431,7 @@ def main():
 
 
 main()
+# The answer is out; tearing the interpreter down (a full collection and a
+# free of every object) would only cost time.
+sys.stdout.flush()
+os._exit(0)
