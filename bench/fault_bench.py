@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fault and load figures of `reward-server serve` (issue 20).
 
-    flock -x /tmp/cpu.lock python3 bench/fault_bench.py [--bin target/release/reward-server] [--only NAME,...]
+    python3 bench/fault_bench.py [--bin target/release/reward-server] [--only NAME,...]
 
 Each scenario starts its own `reward-server serve --listen 127.0.0.1:0`
 (release binary; stderr to bench/out/fault-NAME.log), drives it from
