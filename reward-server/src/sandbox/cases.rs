@@ -1580,6 +1580,25 @@ mod tests {
     }
 
     /// A session as `run_cases` makes one, for driving the protocol by hand.
+    /// Links a stand-in for the tests' interpreter to `s`: what the session
+    /// sends it, and the sender of its answers (kept, so its channel stays
+    /// open).
+    fn link(
+        s: &mut Session,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<ToRunner>,
+        tokio::sync::mpsc::UnboundedSender<FromRunner>,
+    ) {
+        let (to_runner, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (to_cases, from_runner) = tokio::sync::mpsc::unbounded_channel();
+        s.link_runner(RunnerLink {
+            to: to_runner,
+            from: Some(from_runner),
+            begun: false,
+        });
+        (inbox, to_cases)
+    }
+
     fn session(mode: Mode, cases: usize) -> Session {
         Session::new(
             Job {
@@ -1714,16 +1733,9 @@ mod tests {
     /// interpreter, relays the calls it makes, and goes on when it is done.
     #[test]
     fn a_code_step_relays_between_the_two_interpreters() {
-        use tokio::sync::mpsc::unbounded_channel;
         let steps = vec![code("assert f(1) == 2", 1), call("f", "[2]", "3")];
         let mut s = session(Mode::Assert { steps }, 1);
-        let (to_runner, mut runner_inbox) = unbounded_channel();
-        let (_to_cases, from_runner) = unbounded_channel();
-        s.link_runner(RunnerLink {
-            to: to_runner,
-            from: Some(from_runner),
-            begun: false,
-        });
+        let (mut runner_inbox, _to_cases) = link(&mut s);
         for frame in [
             json!({"op": "harness"}),
             json!({"op": "start"}),
@@ -1791,13 +1803,7 @@ mod tests {
                 },
                 1,
             );
-            let (to_runner, _inbox) = unbounded_channel();
-            let (_to_cases, from_runner) = unbounded_channel();
-            s.link_runner(RunnerLink {
-                to: to_runner,
-                from: Some(from_runner),
-                begun: false,
-            });
+            let (_inbox, _to_cases) = link(&mut s);
             for frame in [
                 json!({"op": "harness"}),
                 json!({"op": "start"}),
