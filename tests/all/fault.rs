@@ -10,17 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::http::{get, post_json, Server};
-use crate::limits::wait_ready;
+use crate::limits::{code, wait_ready};
 use crate::util::have_guest;
-
-fn code(program: &str, cases: usize, time_limit_s: f64) -> Value {
-    let cases: Vec<Value> = (0..cases).map(|_| json!({"input": "", "output": "ok"})).collect();
-    json!({
-        "task": "code", "time_limit_s": time_limit_s,
-        "response": format!("```python\n{program}\n```"),
-        "tests": {"type": "stdio", "cases": cases},
-    })
-}
 
 /// The sandbox worker processes of the server `parent`.
 fn workers_of(parent: u32) -> Vec<u32> {

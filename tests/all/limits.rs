@@ -18,7 +18,7 @@ fn math(id: u64) -> Value {
 }
 
 /// A code item of `cases` stdio cases running `program`.
-fn code(program: &str, cases: usize, time_limit_s: f64) -> Value {
+pub(crate) fn code(program: &str, cases: usize, time_limit_s: f64) -> Value {
     let cases: Vec<Value> = (0..cases).map(|_| json!({"input": "", "output": "ok"})).collect();
     json!({
         "task": "code", "time_limit_s": time_limit_s,
