@@ -41,7 +41,7 @@ Scenarios:
              posting code items whose guests fill 1 GiB and 64 MiB of
              output per case; peak memory against the bound documented in
              the README (128 MiB + queue x max-body + workers x (max
-             memory + 128 MiB)).
+             memory + 192 MiB)).
 
 Results: Markdown on stdout, JSON in bench/out/fault_bench.json.
 """
@@ -450,7 +450,7 @@ def memory(args):
     for t in threads:
         t.join()
     rc = server.stop()
-    bound = 128 + queue * body_mb + workers * (guest_mb + 128)
+    bound = 128 + queue * body_mb + workers * (guest_mb + 192)
     by = {}
     for s in statuses:
         by[str(s)] = by.get(str(s), 0) + 1

@@ -1,10 +1,14 @@
 # The assert-test converter (data.py comes first in the same source). The
 # reward server runs it in a sandbox instance of its own, where no submitted
 # program ever runs, when it loads an `assert` item
-# (reward-server/src/code/asserts.rs). stdin: a line "1" (convert) or "0"
-# (only check that the tests compile), then the test code. stdout: one JSON
-# object, {"error": "..."} when the tests do not compile, else
-# {"steps": [...]}, the test code as the steps the host will run:
+# (reward-server/src/code/asserts.rs). Its input: a line "1" (convert) or
+# "0" (only check that the tests compile), then the test code. Its answer:
+# one JSON object, {"error": "..."} when the tests do not compile, else
+# {"steps": [...]}, the test code as the steps the host will run. Run as
+# `__main__` it reads one input from stdin and prints the answer; the host
+# usually keeps it alive instead and calls `serve()`, which takes one input
+# after another over the door (reward-server/src/sandbox/served.rs). The
+# steps:
 #
 #   {"line", "call", "args", "kwargs", "wrap", "check", "text"}
 #       an assert the host decides itself: call `call(*args, **kwargs)` in
@@ -67,6 +71,7 @@ def typed(value):
 
 def names_in(tree):
     """(names the code binds anywhere, how often each name is read)."""
+    global imported_a_module
     bound, reads = set(), {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -80,6 +85,9 @@ def names_in(tree):
             for alias in node.names:
                 if alias.name == "*":
                     # The module's public names: load it here to list them.
+                    # Importing runs the module's code here, so a served
+                    # converter does not vouch for its state afterwards.
+                    imported_a_module = True
                     try:
                         module = __import__(node.module or "", fromlist=["*"])
                         bound.update(getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")])
@@ -408,30 +416,48 @@ def first_line(stmt):
     return min([stmt.lineno] + [d.lineno for d in decorators])
 
 
-def main():
-    flag, _, source = sys.stdin.read().partition("\n")
+def answer_for(text):
+    """The answer (JSON text) to one input."""
+    flag, _, source = text.partition("\n")
     try:
         tree = ast.parse(source, "<tests>")
         compile(tree, "<tests>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as error:
-        print(json.dumps({"error": type(error).__name__ + ": " + str(error)}))
-        return
+        return json.dumps({"error": type(error).__name__ + ": " + str(error)})
     if flag != "1" or not tree.body:
         steps = []
         if tree.body:
             lines = [first_line(stmt) for stmt in tree.body]
             steps = [{"line": 1, "code": source, "lines": lines}]
-        print(json.dumps({"steps": steps}))
-        return
+        return json.dumps({"steps": steps})
     try:
         steps = Converter(source, tree).convert()
     except NotConvertible:
         steps = [{"line": 1, "code": source, "lines": [first_line(s) for s in tree.body]}]
-    print(json.dumps({"steps": steps}))
+    return json.dumps({"steps": steps})
 
 
-main()
-# The answer is out; tearing the interpreter down (a full collection and a
-# free of every object) would only cost time.
-sys.stdout.flush()
-os._exit(0)
+# Set when a conversion imported a module (`from m import *`).
+imported_a_module = False
+
+
+def serve():
+    """One input after another over the door, until the host says quit."""
+    import _host
+
+    call = _host.call
+    frame = b'{"op":"next"}'
+    while True:
+        job = json.loads(call(frame))
+        if job.get("quit"):
+            break
+        answer = answer_for(job["input"])
+        frame = json.dumps({"op": "answer", "answer": answer, "keep": not imported_a_module}).encode()
+
+
+if __name__ == "__main__":
+    print(answer_for(sys.stdin.read()))
+    # The answer is out; tearing the interpreter down (a full collection and
+    # a free of every object) would only cost time.
+    sys.stdout.flush()
+    os._exit(0)

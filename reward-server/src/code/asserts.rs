@@ -3,8 +3,9 @@
 //!
 //! When an `assert` item is loaded, its test code goes through the
 //! converter (`sandboxes/harness/asserts.py`), which runs in a sandbox
-//! instance of its own: no submitted program ever runs there, so it can use
-//! Python's own parser and `ast.literal_eval` and be trusted. It checks that
+//! instance of its own, kept alive between conversions (`sandbox::served`):
+//! no submitted program ever runs there, so it can use Python's own parser
+//! and `ast.literal_eval` and be trusted. It checks that
 //! the tests compile (else the item is `invalid`) and, unless the item turns
 //! it off (`"host_compare": false`), turns each assert of the form
 //! `assert f(<literals>) == <literal>` (and a few like it: `is True`,
@@ -29,7 +30,7 @@ use serde::Deserialize;
 use super::pyvalue::{self, PyValue};
 use crate::api::AssertReport;
 use crate::sandbox::limits::fuel_for;
-use crate::sandbox::{Limits, Outcome, Sandbox, Step, ValueCheck};
+use crate::sandbox::{Limits, Outcome, Retire, Sandbox, Served, ServedGuest, Step, ValueCheck};
 
 /// The converter: the typed-data codec, then the converter itself.
 const CONVERTER: &str = concat!(
@@ -308,33 +309,114 @@ fn compiled_converter(sandbox: &Sandbox) -> Option<&'static [u8]> {
         .as_deref()
 }
 
-fn convert(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<AssertPlan, String> {
-    let input = format!("{}\n{code}", u8::from(host_compare));
-    let (source, stdin) = match compiled_converter(sandbox) {
-        Some(compiled) => {
-            let mut stdin = Vec::with_capacity(8 + compiled.len() + input.len());
+/// Keeps the marshalled converter alive between conversions: it runs the
+/// converter's `serve()`, which takes one test code after another over the
+/// door (`sandbox::served`). Same stdin as [`RUN_CONVERTER`].
+const SERVE_CONVERTER: &str = "\
+import marshal, sys
+n = int.from_bytes(sys.stdin.buffer.read(8), 'little')
+converter = {'__name__': 'converter'}
+exec(marshal.loads(sys.stdin.buffer.read(n)), converter)
+converter['serve']()
+";
+
+/// Served converters kept idle per process (a worker process converts one
+/// item's tests at a time), and when one is replaced: an instance's start-up
+/// and exit were half of a conversion's time (~1.6 of ~3.7 ms). A fresh one
+/// starts after this many conversions, or once its linear memory has grown
+/// past the bound (the snapshot's heap is 40 MiB), so what an idle converter
+/// holds stays bounded (README's memory bound counts it).
+const IDLE_CONVERTERS: usize = 1;
+const CONVERTER_RETIRE: Retire = Retire {
+    jobs: 500,
+    memory_bytes: 64 << 20,
+};
+
+fn idle_converters() -> &'static Mutex<Vec<ServedGuest>> {
+    static IDLE: std::sync::OnceLock<Mutex<Vec<ServedGuest>>> = std::sync::OnceLock::new();
+    IDLE.get_or_init(Mutex::default)
+}
+
+/// The converter's answer to `input` from a served instance: `None` when
+/// none could be had (the caller runs the converter once instead). Only for
+/// the process's shared sandbox, whose idle converters live as long as it.
+fn ask_served(sandbox: &Sandbox, compiled: &[u8], input: &str) -> Option<Result<Vec<u8>, (Outcome, String)>> {
+    if !Sandbox::shared_if_loaded().is_some_and(|shared| std::ptr::eq(shared, sandbox)) {
+        return None;
+    }
+    let idle = idle_converters()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop();
+    let mut converter = match idle {
+        Some(converter) => converter,
+        None => {
+            tracing::debug!("starting a served assert converter");
+            let mut stdin = Vec::with_capacity(8 + compiled.len());
             stdin.extend_from_slice(&(compiled.len() as u64).to_le_bytes());
             stdin.extend_from_slice(compiled);
-            stdin.extend_from_slice(input.as_bytes());
-            (RUN_CONVERTER, stdin)
+            sandbox
+                .serve_python(SERVE_CONVERTER, stdin, converter_limits(), CONVERTER_RETIRE)
+                .map_err(|e| tracing::warn!("could not start a served assert converter: {e}"))
+                .ok()?
         }
-        None => (CONVERTER, input.into_bytes()),
     };
-    let run = sandbox
-        .run_python(source, &stdin, &converter_limits())
-        .map_err(|e| format!("the sandbox failed while reading the assert tests: {e}"))?;
-    if run.outcome != Outcome::Exited(0) {
-        // Not the tests' fault that we could not read them (they are huge,
-        // or nest deeper than our parser goes): run them whole, as code, as
-        // with `host_compare: false`.
-        tracing::warn!(
-            "the assert converter stopped ({:?}); the tests run whole, as code: {}",
-            run.outcome,
-            String::from_utf8_lossy(&run.stderr).trim_end()
-        );
-        return Ok(whole(code));
+    match converter.ask(input) {
+        Served::Answer { text, retired } => {
+            if !retired {
+                let mut idle = idle_converters().lock().unwrap_or_else(PoisonError::into_inner);
+                if idle.len() < IDLE_CONVERTERS {
+                    idle.push(converter);
+                }
+            }
+            Some(Ok(text.into_bytes()))
+        }
+        Served::Stopped { outcome, stderr } => Some(Err((outcome, stderr))),
+        Served::Gone => None,
     }
-    let converted: Converted = serde_json::from_slice(&run.stdout)
+}
+
+fn convert(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<AssertPlan, String> {
+    let input = format!("{}\n{code}", u8::from(host_compare));
+    let compiled = compiled_converter(sandbox);
+    let served = compiled.and_then(|compiled| ask_served(sandbox, compiled, &input));
+    let answer = match served {
+        Some(answer) => answer,
+        None => {
+            let (source, stdin) = match compiled {
+                Some(compiled) => {
+                    let mut stdin = Vec::with_capacity(8 + compiled.len() + input.len());
+                    stdin.extend_from_slice(&(compiled.len() as u64).to_le_bytes());
+                    stdin.extend_from_slice(compiled);
+                    stdin.extend_from_slice(input.as_bytes());
+                    (RUN_CONVERTER, stdin)
+                }
+                None => (CONVERTER, input.into_bytes()),
+            };
+            let run = sandbox
+                .run_python(source, &stdin, &converter_limits())
+                .map_err(|e| format!("the sandbox failed while reading the assert tests: {e}"))?;
+            if run.outcome == Outcome::Exited(0) {
+                Ok(run.stdout)
+            } else {
+                Err((run.outcome, String::from_utf8_lossy(&run.stderr).into_owned()))
+            }
+        }
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err((outcome, stderr)) => {
+            // Not the tests' fault that we could not read them (they are
+            // huge, or nest deeper than our parser goes): run them whole,
+            // as code, as with `host_compare: false`.
+            tracing::warn!(
+                "the assert converter stopped ({outcome:?}); the tests run whole, as code: {}",
+                stderr.trim_end()
+            );
+            return Ok(whole(code));
+        }
+    };
+    let converted: Converted = serde_json::from_slice(&answer)
         .map_err(|e| format!("the assert converter's answer is unreadable (please report it): {e}"))?;
     if let Some(error) = converted.error {
         return Err(format!("the assert tests do not compile: {error}"));
@@ -476,6 +558,76 @@ mod tests {
         assert!(!within.accepts(&v("0.667")));
         assert!(is_close(f64::INFINITY, f64::INFINITY, 0.0, 0.0));
         assert!(!is_close(f64::INFINITY, 1e308, 1.0, 0.0));
+    }
+
+    /// Test codes of every kind the converter answers: host-compared
+    /// asserts, code, HumanEval's `check`, tests that do not compile, only
+    /// compiling (flag 0), a warning while compiling, empty tests.
+    const INPUTS: [&str; 8] = [
+        "1\nassert add(1, 2) == 3\nassert add(2, 5) == 7\n",
+        "1\nfor i in range(3):\n    assert add(i, 1) == i + 1\n",
+        "1\ndef check(candidate):\n    assert candidate([1, 2]) == [2, 1]\n    assert candidate([]) == []\n\ncheck(rev)\n",
+        "1\nassert add(1, 2 == 3\n",
+        "0\nassert add(1, 2) == 3\n",
+        "1\nassert f('\\d') == 1\nassert 1 is 1\n",
+        "1\n",
+        "1\nimport math\nassert math.isclose(area(2), 12.566, rel_tol=1e-3)\n",
+    ];
+
+    fn converter_stdin(compiled: &[u8], input: &str) -> Vec<u8> {
+        let mut stdin = (compiled.len() as u64).to_le_bytes().to_vec();
+        stdin.extend_from_slice(compiled);
+        stdin.extend_from_slice(input.as_bytes());
+        stdin
+    }
+
+    #[test]
+    fn a_served_converter_answers_as_a_fresh_one_does() {
+        let Some(sandbox) = crate::sandbox::test_sandbox() else {
+            return;
+        };
+        let compiled = compiled_converter(sandbox).expect("the converter compiles");
+        let fresh = |input: &str| {
+            let run = sandbox
+                .run_python(
+                    RUN_CONVERTER,
+                    &converter_stdin(compiled, input),
+                    &converter_limits(),
+                )
+                .unwrap();
+            assert_eq!(
+                run.outcome,
+                Outcome::Exited(0),
+                "{}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            String::from_utf8(run.stdout).unwrap().trim_end().to_string()
+        };
+        let mut served = sandbox
+            .serve_python(
+                SERVE_CONVERTER,
+                converter_stdin(compiled, ""),
+                converter_limits(),
+                CONVERTER_RETIRE,
+            )
+            .unwrap();
+        // Twice over: nothing of one conversion changes a later one.
+        for input in INPUTS.iter().chain(INPUTS.iter()) {
+            let Served::Answer { text, retired } = served.ask(input) else {
+                panic!("the served converter stopped on {input:?}");
+            };
+            assert!(!retired);
+            assert_eq!(text, fresh(input), "{input:?}");
+        }
+        // A star import runs a module's code in the converter: it answers,
+        // then a fresh instance takes over.
+        let star = "1\nfrom math import *\nassert sqrt(4) == 2\nassert add(1, 2) == 3\n";
+        let Served::Answer { text, retired } = served.ask(star) else {
+            panic!("the served converter stopped on the star import");
+        };
+        assert!(retired);
+        assert_eq!(text, fresh(star));
+        assert_eq!(served.ask(INPUTS[0]), Served::Gone);
     }
 
     #[test]

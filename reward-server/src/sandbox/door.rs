@@ -55,6 +55,7 @@ pub(crate) async fn call(
         Host::Runner(runner) => runner
             .answer(&request)
             .map_err(|why| Broken(format!("the tests' interpreter: {why}"))),
+        Host::Served(served) => served.answer(&request, size),
     };
     let mut next = match reply {
         Ok(next) => next,
@@ -123,6 +124,10 @@ async fn wait(caller: &mut Caller<'_, GuestState>, fuel_left: u64) -> wasmtime::
                 .on_message(message)
                 .map_err(|why| wasmtime::format_err!("the tests' interpreter: {why}"))
         }
+        Host::Served(served) => served
+            .wait()
+            .await
+            .map_err(|why| wasmtime::format_err!("the served instance: {}", why.0)),
         Host::None => wasmtime::bail!("no host to wait for"),
     }
 }

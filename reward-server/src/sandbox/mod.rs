@@ -15,7 +15,8 @@
 //! [`cases`] runs a program against many test cases in one interpreter
 //! ([`Sandbox::run_cases`]), talking to the guest-side harness through the
 //! door (`door`); `runner` runs assert test code in an interpreter of its
-//! own, beside the program's; `streams` holds the in-memory stdin, stdout
+//! own, beside the program's; `served` keeps trusted guest code alive
+//! between jobs ([`Sandbox::serve_python`]); `streams` holds the in-memory stdin, stdout
 //! and stderr.
 
 mod cancel;
@@ -25,6 +26,7 @@ mod door;
 pub mod limits;
 mod run;
 mod runner;
+mod served;
 mod streams;
 
 pub use cancel::{Cancel, CancelOnDrop, HookGuard};
@@ -33,6 +35,7 @@ pub use cases::{
 };
 pub use limits::{Limits, Outcome};
 pub use run::RunResult;
+pub use served::{Retire, Served, ServedGuest};
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -165,7 +168,9 @@ impl Sandbox {
             .free
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        (POOL_SLOTS - free) as usize
+        // Served instances parked between jobs hold a slot but do no work.
+        let parked = self.inner.parked.load(std::sync::atomic::Ordering::Relaxed);
+        (POOL_SLOTS - free) as usize - parked.min((POOL_SLOTS - free) as usize)
     }
 }
 
@@ -202,6 +207,9 @@ struct Inner {
     harness_code: Arc<OnceLock<cases::HarnessCode>>,
     /// Free instance slots of the pooling allocator; a run waits for one.
     slots: Slots,
+    /// Served instances parked between jobs (`served`): they hold a slot
+    /// but are not busy.
+    parked: std::sync::atomic::AtomicUsize,
     /// Dropping this ends the ticker thread (its `recv_timeout` sees the
     /// channel disconnect).
     _ticker: mpsc::Sender<()>,
@@ -242,6 +250,7 @@ impl Sandbox {
                 stdlib_dir,
                 harness_code: Arc::default(),
                 slots: Slots::new(POOL_SLOTS),
+                parked: Default::default(),
                 _ticker: ticker,
             }),
         })

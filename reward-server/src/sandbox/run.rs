@@ -34,6 +34,7 @@ use super::clock::{self, FuelClock};
 use super::door;
 use super::limits::{classify, Ending, Limits, Outcome};
 use super::runner::TestRunner;
+use super::served::ServedHost;
 use super::streams::{Channel, Output, StdinPipe};
 use super::{Sandbox, SandboxError, Slot, STDLIB_GUEST_PATH};
 
@@ -75,6 +76,8 @@ pub(crate) enum Host {
     Cases(Session),
     /// The harness running assert test code in an interpreter of its own.
     Runner(TestRunner),
+    /// Trusted guest code taking one job after another.
+    Served(ServedHost),
 }
 
 /// The store's data: the WASI context, the memory limiter, and what answers
