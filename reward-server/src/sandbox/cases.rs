@@ -130,6 +130,23 @@ if r[:1] == b'S':
 exec(marshal.loads(r[1:]))
 ";
 
+/// [`BOOTSTRAP`] once the harness is compiled: only its last line. Every
+/// instance parses and compiles its `-c` source, so the shorter the better.
+const WARM_BOOTSTRAP: &str = "\
+import _host, marshal
+exec(marshal.loads(_host.call(b'{\"op\":\"harness\"}')[1:]))
+";
+
+/// The bootstrap for the next instance: the short one once the harness is
+/// compiled (the host then answers `harness` with its code).
+pub(crate) fn bootstrap(harness_code: &OnceLock<HarnessCode>) -> &'static str {
+    if harness_code.get().is_some() {
+        WARM_BOOTSTRAP
+    } else {
+        BOOTSTRAP
+    }
+}
+
 /// How the bootstrap's frame with the compiled harness starts.
 const HARNESS_CODE_TAG: &[u8] = b"harness_code\n";
 
@@ -381,7 +398,7 @@ impl Sandbox {
             stdin.refill(Bytes::new());
             deadline.reset(limits.wall);
             let launch = Launch {
-                source: BOOTSTRAP,
+                source: bootstrap(&self.inner.harness_code),
                 stdin: stdin.clone(),
                 output: output.clone(),
                 limits,

@@ -230,7 +230,7 @@ impl Sandbox {
         let runtime = async_runtime()?;
         let (program_slot, runner_slot) = self.take_slot_pair();
         let runner_launch = Launch {
-            source: super::cases::BOOTSTRAP,
+            source: super::cases::bootstrap(&self.inner.harness_code),
             stdin: StdinPipe::new(bytes::Bytes::new()),
             output: Output::new(limits.output_bytes),
             limits: &limits,
