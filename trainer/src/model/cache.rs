@@ -91,7 +91,9 @@ impl PagedKvCache {
         let bs = self.block_size;
         for (k, v) in &self.layers {
             for pool in [k, v] {
-                let block = pool.narrow(0, src * bs, bs)?.copy()?;
+                // `force_contiguous` copies the block's slots only; `copy`
+                // would clone the whole pool's storage for each block.
+                let block = pool.narrow(0, src * bs, bs)?.force_contiguous()?;
                 pool.slice_set(&block, 0, dst * bs)?;
             }
         }
