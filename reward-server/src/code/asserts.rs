@@ -332,6 +332,17 @@ const CONVERTER_RETIRE: Retire = Retire {
     memory_bytes: 64 << 20,
 };
 
+/// The stdin of [`RUN_CONVERTER`] and [`SERVE_CONVERTER`]: the compiled
+/// converter's length (8 bytes, little endian), the converter, then `input`
+/// (for a one-shot run).
+fn converter_stdin(compiled: &[u8], input: &str) -> Vec<u8> {
+    let mut stdin = Vec::with_capacity(8 + compiled.len() + input.len());
+    stdin.extend_from_slice(&(compiled.len() as u64).to_le_bytes());
+    stdin.extend_from_slice(compiled);
+    stdin.extend_from_slice(input.as_bytes());
+    stdin
+}
+
 fn idle_converters() -> &'static Mutex<Vec<ServedGuest>> {
     static IDLE: std::sync::OnceLock<Mutex<Vec<ServedGuest>>> = std::sync::OnceLock::new();
     IDLE.get_or_init(Mutex::default)
@@ -352,11 +363,13 @@ fn ask_served(sandbox: &Sandbox, compiled: &[u8], input: &str) -> Option<Result<
         Some(converter) => converter,
         None => {
             tracing::debug!("starting a served assert converter");
-            let mut stdin = Vec::with_capacity(8 + compiled.len());
-            stdin.extend_from_slice(&(compiled.len() as u64).to_le_bytes());
-            stdin.extend_from_slice(compiled);
             sandbox
-                .serve_python(SERVE_CONVERTER, stdin, converter_limits(), CONVERTER_RETIRE)
+                .serve_python(
+                    SERVE_CONVERTER,
+                    converter_stdin(compiled, ""),
+                    converter_limits(),
+                    CONVERTER_RETIRE,
+                )
                 .map_err(|e| tracing::warn!("could not start a served assert converter: {e}"))
                 .ok()?
         }
@@ -384,13 +397,7 @@ fn convert(sandbox: &Sandbox, code: &str, host_compare: bool) -> Result<AssertPl
         Some(answer) => answer,
         None => {
             let (source, stdin) = match compiled {
-                Some(compiled) => {
-                    let mut stdin = Vec::with_capacity(8 + compiled.len() + input.len());
-                    stdin.extend_from_slice(&(compiled.len() as u64).to_le_bytes());
-                    stdin.extend_from_slice(compiled);
-                    stdin.extend_from_slice(input.as_bytes());
-                    (RUN_CONVERTER, stdin)
-                }
+                Some(compiled) => (RUN_CONVERTER, converter_stdin(compiled, &input)),
                 None => (CONVERTER, input.into_bytes()),
             };
             let run = sandbox
@@ -573,13 +580,6 @@ mod tests {
         "1\n",
         "1\nimport math\nassert math.isclose(area(2), 12.566, rel_tol=1e-3)\n",
     ];
-
-    fn converter_stdin(compiled: &[u8], input: &str) -> Vec<u8> {
-        let mut stdin = (compiled.len() as u64).to_le_bytes().to_vec();
-        stdin.extend_from_slice(compiled);
-        stdin.extend_from_slice(input.as_bytes());
-        stdin
-    }
 
     #[test]
     fn a_served_converter_answers_as_a_fresh_one_does() {
