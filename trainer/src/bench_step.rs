@@ -258,7 +258,7 @@ pub fn run(args: BenchStepArgs) -> Result<()> {
             "tok_per_s": tok_per_s,
             "peak_rss_bytes": peak,
             "plan_bytes": predicted.total(),
-            "plan": predicted.components.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "plan": predicted.components.iter().map(|(k, v, held)| json!([k, v, held])).collect::<Vec<_>>(),
             "flops_per_step": flops,
             "mfu": mfu,
             "loss": loss_value,

@@ -2,16 +2,21 @@
 //! predicted from its config before it starts, and whether it fits a GPU.
 //!
 //! The model counts what this trainer holds at the peak of an optimizer
-//! step (the end of the backward pass of the last micro-batch, or the AdamW
-//! update, whichever is larger), for a model of `P` parameters of `s` bytes,
+//! step: what it holds throughout, plus the larger of two phases, the
+//! backward pass of the last micro-batch (the forward graph, the backward
+//! pass's 16-bit gradients while they are summed into the `f32` ones) and
+//! the AdamW update that follows once those are dropped (its temporaries),
+//! for a model of `P` parameters of `s` bytes,
 //! micro-batches of `N = batch x seq` tokens, `L` layers of width `d`, MLP
 //! width `I`, `h` query and `kv` key/value heads of width `hd`, vocabulary
 //! `V`:
 //!
-//! - weights `P s`; `f32` master weights `4 P` when `s < 4`; gradients `P s`
-//!   from the backward pass and `4 P` accumulated in `f32` (one copy when
-//!   `s = 4`); AdamW's two moments `8 P`; the update's temporaries (three
-//!   `f32` copies of the largest parameter);
+//! - throughout: weights `P s`; `f32` master weights `4 P` when `s < 4`;
+//!   the gradients accumulated in `f32`, `4 P`; AdamW's two moments `8 P`;
+//! - in the backward pass: its gradients `P s` when `s < 4` (when `s = 4`
+//!   they are the `f32` sums themselves);
+//! - in the update: its temporaries (three `f32` copies of the largest
+//!   parameter);
 //! - per layer that keeps its activations, what the fused layer ops and
 //!   candle's graph keep for the backward pass: `4 N (8 d + (h + 2 kv) hd +
 //!   h + 3 I)` bytes (inputs and outputs of the norms, residual adds, the
@@ -23,10 +28,14 @@
 //! - the LM head and loss, `chunk` positions at a time: one chunk's logits
 //!   and their gradient in `f32`, the head's `f32` gradient being summed, and
 //!   5 floats of statistics per position;
-//! - for RL, the rollout engine's paged KV cache (`rows x len x L x 2 kv hd
-//!   s`, at most `[engine] kv_cache_mib`, which is what the engine allocates
-//!   when its requests could fill more) and, with a KL term, the reference
-//!   model's weights.
+//! - for RL, counted throughout (an upper bound: the engine frees its cache
+//!   after the rollout), the rollout engine's paged KV cache (`rows x len x
+//!   L x 2 kv hd s`, at most `[engine] kv_cache_mib`, which is what the
+//!   engine allocates when its requests could fill more) and, with a KL
+//!   term, the reference model's weights.
+//!
+//! Activations, the LM head's chunks and the composed attention's scores
+//! belong to the backward phase.
 //!
 //! Activations are what the CPU path keeps; on a GPU (the composed ops) the
 //! per-layer figure is an estimate of the same tensors in the model's dtype.
@@ -85,25 +94,58 @@ pub struct PlanInput {
     pub composed_attention: bool,
 }
 
+/// When in a step a component is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Held {
+    /// For the whole step.
+    Throughout,
+    /// From the forward pass until the backward pass's gradients are summed.
+    Backward,
+    /// During the optimizer update, after the backward phase's memory is freed.
+    Update,
+}
+
+impl Held {
+    /// How the plan's table says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Held::Throughout => "throughout",
+            Held::Backward => "backward pass",
+            Held::Update => "update",
+        }
+    }
+}
+
 /// Predicted peak bytes, by component.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// `(component, bytes)`, in the order printed.
-    pub components: Vec<(String, u64)>,
+    /// `(component, bytes, when held)`, in the order printed.
+    pub components: Vec<(String, u64, Held)>,
 }
 
 impl Plan {
-    /// The predicted peak.
+    /// The predicted peak: what is held throughout, plus the larger of the
+    /// backward phase and the update.
     pub fn total(&self) -> u64 {
-        self.components.iter().map(|(_, b)| b).sum()
+        self.held(Held::Throughout) + self.held(Held::Backward).max(self.held(Held::Update))
+    }
+
+    /// The bytes of the components held `when`.
+    pub fn held(&self, when: Held) -> u64 {
+        self.components
+            .iter()
+            .filter(|(_, _, w)| *w == when)
+            .map(|(_, b, _)| b)
+            .sum()
     }
 
     /// A component's bytes (0 when absent).
     pub fn get(&self, name: &str) -> u64 {
         self.components
             .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, b)| *b)
+            .find(|(n, _, _)| n == name)
+            .map_or(0, |(_, b, _)| *b)
     }
 }
 
@@ -141,15 +183,25 @@ pub fn estimate(input: &PlanInput) -> Plan {
     // The f32 copies of a layer's weights its fused ops take (and, for 16-bit
     // weights, the packed 16-bit copy they are converted from).
     let layer_weight_copies = layer_params * (4 + if s < 4 { s } else { 0 });
+    use Held::{Backward, Throughout, Update};
     let mut out = vec![
-        ("weights".to_string(), p * s),
-        ("master weights (f32)".into(), if s < 4 { 4 * p } else { 0 }),
-        ("gradients".into(), if s < 4 { p * s + 4 * p } else { 4 * p }),
-        ("optimizer state (AdamW, f32)".into(), 8 * p),
-        ("optimizer update temporaries".into(), 3 * 4 * largest),
+        ("weights".to_string(), p * s, Throughout),
+        (
+            "master weights (f32)".into(),
+            if s < 4 { 4 * p } else { 0 },
+            Throughout,
+        ),
+        ("gradients, summed in f32".into(), 4 * p, Throughout),
+        ("optimizer state (AdamW, f32)".into(), 8 * p, Throughout),
+        (
+            "gradients from the backward pass (16-bit)".into(),
+            if s < 4 { p * s } else { 0 },
+            Backward,
+        ),
         (
             "activations, layers that keep them".into(),
             kept * (layer_acts + layer_weight_copies),
+            Backward,
         ),
         (
             "activations, checkpointed layers".into(),
@@ -158,11 +210,14 @@ pub fn estimate(input: &PlanInput) -> Plan {
             } else {
                 0
             },
+            Backward,
         ),
         (
             "LM head and loss (chunked logits)".into(),
             2 * 4 * CHUNK.min(n) * v + 2 * 4 * v * d + 4 * 5 * n + if s < 4 { 4 * v * d } else { 0 },
+            Backward,
         ),
+        ("optimizer update temporaries".into(), 3 * 4 * largest, Update),
     ];
     if input.composed_attention {
         // Scores and probabilities in f32 and the probabilities in the
@@ -171,15 +226,17 @@ pub fn estimate(input: &PlanInput) -> Plan {
         out.push((
             "attention scores (composed path, CUDA)".into(),
             per_layer * (kept + u64::from(ck > 0)),
+            Backward,
         ));
     }
     if let Some(r) = input.rollout {
         out.push((
             "rollout KV cache".into(),
             ((r.rows * r.len) as u64 * layers * 2 * kv * hd * s).min(r.max_cache_bytes.unwrap_or(u64::MAX)),
+            Throughout,
         ));
         if r.reference {
-            out.push(("reference model weights".into(), p * s));
+            out.push(("reference model weights".into(), p * s, Throughout));
         }
     }
     Plan { components: out }
@@ -260,12 +317,17 @@ pub fn run(args: PlanArgs) -> Result<()> {
         }
     );
     println!();
-    println!("| component | GiB |");
-    println!("|---|---:|");
-    for (name, bytes) in &plan.components {
-        println!("| {name} | {:.2} |", gib(*bytes));
+    println!("| component | held | GiB |");
+    println!("|---|---|---:|");
+    for (name, bytes, held) in &plan.components {
+        println!("| {name} | {} | {:.2} |", held.label(), gib(*bytes));
     }
-    println!("| **total (peak)** | **{:.2}** |", gib(plan.total()));
+    println!(
+        "| **total (peak)**: throughout + the larger of the backward pass ({:.2}) and the update ({:.2}) | | **{:.2}** |",
+        gib(plan.held(Held::Backward)),
+        gib(plan.held(Held::Update)),
+        gib(plan.total())
+    );
     // What the other checkpointing choice would need, for comparison.
     let other = PlanInput {
         checkpoint_layers: if input.checkpoint_layers > 0 {
@@ -403,6 +465,8 @@ mod tests {
         let plan = estimate(&input);
         let p = 494_032_768u64; // Qwen2.5-0.5B's published parameter count
         assert_eq!(plan.get("weights"), 2 * p);
+        assert_eq!(plan.get("gradients, summed in f32"), 4 * p);
+        assert_eq!(plan.get("gradients from the backward pass (16-bit)"), 2 * p);
         assert_eq!(plan.get("master weights (f32)"), 4 * p);
         assert_eq!(plan.get("optimizer state (AdamW, f32)"), 8 * p);
         assert_eq!(plan.get("activations, layers that keep them"), 0);
@@ -425,6 +489,7 @@ mod tests {
             ..input.clone()
         });
         assert_eq!(f32.get("master weights (f32)"), 0);
+        assert_eq!(f32.get("gradients from the backward pass (16-bit)"), 0);
         // The composed attention's scores grow with the square of the length.
         let cuda = |seq| {
             estimate(&PlanInput {
@@ -435,5 +500,45 @@ mod tests {
             .get("attention scores (composed path, CUDA)")
         };
         assert_eq!(cuda(8192), 4 * cuda(4096));
+    }
+
+    #[test]
+    fn the_peak_is_the_larger_phase_on_top_of_the_state() {
+        let input = PlanInput {
+            config: qwen_05b(),
+            dtype: DType::BF16,
+            batch: 1,
+            seq: 4096,
+            checkpoint_layers: 24,
+            workload: Workload::Sft,
+            rollout: None,
+            composed_attention: false,
+        };
+        let throughout = |p: &Plan| p.held(Held::Throughout);
+        // At 4K tokens the backward pass holds more than the update: the
+        // update's temporaries do not add to the peak.
+        let long = estimate(&input);
+        assert!(long.held(Held::Backward) > long.held(Held::Update));
+        assert_eq!(long.total(), throughout(&long) + long.held(Held::Backward));
+        assert_eq!(long.held(Held::Update), long.get("optimizer update temporaries"));
+        // One layer, one token, f32: the update's three f32 copies of the
+        // embedding outweigh the backward pass.
+        let short = estimate(&PlanInput {
+            config: Config {
+                num_hidden_layers: 1,
+                ..qwen_05b()
+            },
+            seq: 1,
+            dtype: DType::F32,
+            ..input.clone()
+        });
+        assert!(short.held(Held::Update) > short.held(Held::Backward));
+        assert_eq!(short.total(), throughout(&short) + short.held(Held::Update));
+        // Every component is in exactly one phase.
+        let sum: u64 = long.components.iter().map(|(_, b, _)| b).sum();
+        assert_eq!(
+            sum,
+            throughout(&long) + long.held(Held::Backward) + long.held(Held::Update)
+        );
     }
 }
