@@ -34,8 +34,12 @@
 //!   engine allocates when its requests could fill more) and, with a KL
 //!   term, the reference model's weights.
 //!
-//! Activations, the LM head's chunks and the composed attention's scores
-//! belong to the backward phase.
+//! Activations and the composed attention's scores belong to the backward
+//! phase. Within it, the LM head's buffers (its chunks, and the `f32` copy
+//! and gradient sum of its weight) exist while the head runs, and a
+//! checkpointed layer's recomputed activations while the backward pass is
+//! inside that layer, which is after the head is done: the phase's peak
+//! counts the larger of the two.
 //!
 //! Activations are what the CPU path keeps; on a GPU (the composed ops) the
 //! per-layer figure is an estimate of the same tensors in the model's dtype.
@@ -102,6 +106,11 @@ pub enum Held {
     Throughout,
     /// From the forward pass until the backward pass's gradients are summed.
     Backward,
+    /// Within the backward phase, while the LM head runs.
+    LmHead,
+    /// Within the backward phase, while a checkpointed layer is recomputed
+    /// (after the LM head is done).
+    Recompute,
     /// During the optimizer update, after the backward phase's memory is freed.
     Update,
 }
@@ -112,6 +121,8 @@ impl Held {
         match self {
             Held::Throughout => "throughout",
             Held::Backward => "backward pass",
+            Held::LmHead => "backward pass, in the LM head",
+            Held::Recompute => "backward pass, in a recomputed layer",
             Held::Update => "update",
         }
     }
@@ -128,7 +139,13 @@ impl Plan {
     /// The predicted peak: what is held throughout, plus the larger of the
     /// backward phase and the update.
     pub fn total(&self) -> u64 {
-        self.held(Held::Throughout) + self.held(Held::Backward).max(self.held(Held::Update))
+        self.held(Held::Throughout) + self.backward_peak().max(self.held(Held::Update))
+    }
+
+    /// The backward phase's peak: what it holds, plus the larger of the LM
+    /// head's buffers and a recomputed layer's activations.
+    pub fn backward_peak(&self) -> u64 {
+        self.held(Held::Backward) + self.held(Held::LmHead).max(self.held(Held::Recompute))
     }
 
     /// The bytes of the components held `when`.
@@ -183,7 +200,7 @@ pub fn estimate(input: &PlanInput) -> Plan {
     // The f32 copies of a layer's weights its fused ops take (and, for 16-bit
     // weights, the packed 16-bit copy they are converted from).
     let layer_weight_copies = layer_params * (4 + if s < 4 { s } else { 0 });
-    use Held::{Backward, Throughout, Update};
+    use Held::{Backward, LmHead, Recompute, Throughout, Update};
     let mut out = vec![
         ("weights".to_string(), p * s, Throughout),
         (
@@ -204,18 +221,23 @@ pub fn estimate(input: &PlanInput) -> Plan {
             Backward,
         ),
         (
-            "activations, checkpointed layers".into(),
+            "activations, checkpointed layers (inputs, packed weights)".into(),
+            ck * (n * d * s + layer_params * s),
+            Backward,
+        ),
+        (
+            "activations, the checkpointed layer being recomputed".into(),
             if ck > 0 {
-                ck * (n * d * s + layer_params * s) + layer_acts + layer_weight_copies
+                layer_acts + layer_weight_copies
             } else {
                 0
             },
-            Backward,
+            Recompute,
         ),
         (
             "LM head and loss (chunked logits)".into(),
             2 * 4 * CHUNK.min(n) * v + 2 * 4 * v * d + 4 * 5 * n + if s < 4 { 4 * v * d } else { 0 },
-            Backward,
+            LmHead,
         ),
         ("optimizer update temporaries".into(), 3 * 4 * largest, Update),
     ];
@@ -323,8 +345,8 @@ pub fn run(args: PlanArgs) -> Result<()> {
         println!("| {name} | {} | {:.2} |", held.label(), gib(*bytes));
     }
     println!(
-        "| **total (peak)**: throughout + the larger of the backward pass ({:.2}) and the update ({:.2}) | | **{:.2}** |",
-        gib(plan.held(Held::Backward)),
+        "| **total (peak)**: throughout + the larger of the backward pass ({:.2}: its own + the larger of the LM head and a recomputed layer) and the update ({:.2}) | | **{:.2}** |",
+        gib(plan.backward_peak()),
         gib(plan.held(Held::Update)),
         gib(plan.total())
     );
@@ -475,7 +497,10 @@ mod tests {
             seq: 8192,
             ..input.clone()
         });
-        let acts = |p: &Plan| p.get("activations, checkpointed layers");
+        let acts = |p: &Plan| {
+            p.get("activations, checkpointed layers (inputs, packed weights)")
+                + p.get("activations, the checkpointed layer being recomputed")
+        };
         assert!(acts(&long) < 2 * acts(&plan) && acts(&long) > acts(&plan));
         // Checkpointing saves most of the activations.
         let off = estimate(&PlanInput {
@@ -518,8 +543,13 @@ mod tests {
         // At 4K tokens the backward pass holds more than the update: the
         // update's temporaries do not add to the peak.
         let long = estimate(&input);
-        assert!(long.held(Held::Backward) > long.held(Held::Update));
-        assert_eq!(long.total(), throughout(&long) + long.held(Held::Backward));
+        assert!(long.backward_peak() > long.held(Held::Update));
+        assert_eq!(long.total(), throughout(&long) + long.backward_peak());
+        // Within the backward pass the LM head and a recomputed layer do not
+        // overlap: the larger counts.
+        let (head, layer) = (long.held(Held::LmHead), long.held(Held::Recompute));
+        assert!(head > 0 && layer > 0);
+        assert_eq!(long.backward_peak(), long.held(Held::Backward) + head.max(layer));
         assert_eq!(long.held(Held::Update), long.get("optimizer update temporaries"));
         // One layer, one token, f32: the update's three f32 copies of the
         // embedding outweigh the backward pass.
@@ -532,13 +562,17 @@ mod tests {
             dtype: DType::F32,
             ..input.clone()
         });
-        assert!(short.held(Held::Update) > short.held(Held::Backward));
+        assert!(short.held(Held::Update) > short.backward_peak());
         assert_eq!(short.total(), throughout(&short) + short.held(Held::Update));
         // Every component is in exactly one phase.
         let sum: u64 = long.components.iter().map(|(_, b, _)| b).sum();
-        assert_eq!(
-            sum,
-            throughout(&long) + long.held(Held::Backward) + long.held(Held::Update)
-        );
+        let phases = [
+            Held::Throughout,
+            Held::Backward,
+            Held::LmHead,
+            Held::Recompute,
+            Held::Update,
+        ];
+        assert_eq!(sum, phases.iter().map(|&w| long.held(w)).sum::<u64>());
     }
 }
