@@ -16,8 +16,8 @@
 //! ([`Sandbox::run_cases`]), talking to the guest-side harness through the
 //! door (`door`); `runner` runs assert test code in an interpreter of its
 //! own, beside the program's; `served` keeps trusted guest code alive
-//! between jobs ([`Sandbox::serve_python`]); `streams` holds the in-memory stdin, stdout
-//! and stderr.
+//! between jobs ([`Sandbox::serve_python`]); `streams` holds the in-memory
+//! stdin, stdout and stderr.
 
 mod cancel;
 pub mod cases;
@@ -170,7 +170,7 @@ impl Sandbox {
             .unwrap_or_else(PoisonError::into_inner);
         // Served instances parked between jobs hold a slot but do no work.
         let parked = self.inner.parked.load(std::sync::atomic::Ordering::Relaxed);
-        (POOL_SLOTS - free) as usize - parked.min((POOL_SLOTS - free) as usize)
+        ((POOL_SLOTS - free) as usize).saturating_sub(parked)
     }
 }
 
