@@ -44,7 +44,7 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::math::exp;
+use super::math::{exp, max_of};
 use super::{cpu_slice, PARALLEL_MIN};
 
 #[cfg(feature = "cuda")]
@@ -464,21 +464,6 @@ impl State {
         out[3] = self.m;
         out[4] = ln_s;
     }
-}
-
-/// The largest of `x` (NaNs skipped), -inf for none.
-fn max_of(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = if v > *a { v } else { *a };
-        }
-    }
-    it.remainder()
-        .iter()
-        .chain(&acc)
-        .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a })
 }
 
 /// `(sum exp(d), sum exp(d) d)` over `x`, with `d = (x - m) / T`.

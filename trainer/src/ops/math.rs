@@ -65,6 +65,24 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
+/// Lanes of [`max_of`]'s running maxima (what the loop vectorises over).
+const MAX_LANES: usize = 16;
+
+/// The largest of `x` (NaNs skipped), -inf for none.
+pub(crate) fn max_of(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; MAX_LANES];
+    let mut it = x.chunks_exact(MAX_LANES);
+    for c in &mut it {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    it.remainder()
+        .iter()
+        .chain(&acc)
+        .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

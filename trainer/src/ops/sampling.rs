@@ -32,7 +32,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::math::exp;
+use super::math::{exp, max_of};
 use super::PARALLEL_MIN;
 
 /// How the next token is drawn.
@@ -170,21 +170,6 @@ struct Scratch {
 }
 
 const LANES: usize = 16;
-
-/// The largest of `x`, -inf for none.
-fn max_of(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = if v > *a { v } else { *a };
-        }
-    }
-    it.remainder()
-        .iter()
-        .chain(&acc)
-        .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a })
-}
 
 /// Writes `exp((l - max) / t)` into `out` and returns their sum.
 fn exp_into(l: &[f32], max: f32, t: f32, out: &mut [f32]) -> f32 {
