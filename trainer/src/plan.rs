@@ -472,9 +472,10 @@ mod tests {
         crate::bench_step::preset("qwen2.5-0.5b").unwrap()
     }
 
-    #[test]
-    fn components_follow_the_formulas() {
-        let input = PlanInput {
+    /// One SFT sequence of 4,096 tokens through Qwen2.5-0.5B in bf16, every
+    /// layer checkpointed.
+    fn sft_05b_4k() -> PlanInput {
+        PlanInput {
             config: qwen_05b(),
             dtype: DType::BF16,
             batch: 1,
@@ -483,7 +484,12 @@ mod tests {
             workload: Workload::Sft,
             rollout: None,
             composed_attention: false,
-        };
+        }
+    }
+
+    #[test]
+    fn components_follow_the_formulas() {
+        let input = sft_05b_4k();
         let plan = estimate(&input);
         let p = 494_032_768u64; // Qwen2.5-0.5B's published parameter count
         assert_eq!(plan.get("weights"), 2 * p);
@@ -529,16 +535,7 @@ mod tests {
 
     #[test]
     fn the_peak_is_the_larger_phase_on_top_of_the_state() {
-        let input = PlanInput {
-            config: qwen_05b(),
-            dtype: DType::BF16,
-            batch: 1,
-            seq: 4096,
-            checkpoint_layers: 24,
-            workload: Workload::Sft,
-            rollout: None,
-            composed_attention: false,
-        };
+        let input = sft_05b_4k();
         let throughout = |p: &Plan| p.held(Held::Throughout);
         // At 4K tokens the backward pass holds more than the update: the
         // update's temporaries do not add to the peak.

@@ -780,7 +780,9 @@ mod tests {
     use super::*;
     use crate::ops::testing::max_diff;
 
-    fn small() -> Config {
+    /// A two-layer model with grouped-query attention and an untied head;
+    /// `decode`'s tests use it too.
+    pub(super) fn small() -> Config {
         Config {
             vocab_size: 40,
             hidden_size: 32,

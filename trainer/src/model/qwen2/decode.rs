@@ -166,24 +166,10 @@ impl Qwen2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::small;
     use super::*;
-    use crate::model::Config;
     use crate::ops::testing::max_diff;
     use candle_core::{DType, Device};
-
-    fn small() -> Config {
-        Config {
-            vocab_size: 40,
-            hidden_size: 32,
-            intermediate_size: 48,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: Some(2),
-            max_position_embeddings: 64,
-            tie_word_embeddings: false,
-            ..Config::tiny()
-        }
-    }
 
     /// Feeds `parts` of one sequence step by step (blocks laid out in
     /// reverse in the pool) and returns the logits of every position.
