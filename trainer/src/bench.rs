@@ -150,7 +150,7 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
         let mut step = || -> Result<f32> {
             let logits = model.forward_logits(&x, None)?;
             let loss = ops::token_logprobs(&logits, &y)?.mean_all()?.neg()?;
-            let grads = loss.backward()?;
+            let grads = model.backward(&loss)?;
             opt.step(&named_grads(&vars, &grads), lr)?;
             Ok(loss.to_scalar::<f32>()?)
         };
@@ -255,7 +255,7 @@ fn bench(config: &Config, args: &BenchArgs, only: &[&str]) -> Result<Value> {
             let stats = ops::token_stats(&logits, &targets, 1.0)?;
             let (logp, entropy) = (stats.logprobs, stats.entropy.detach());
             let loss = (logp * &weights)?.sum_all()?;
-            let grads = loss.backward()?;
+            let grads = model.backward(&loss)?;
             opt.step(&named_grads(&vars, &grads), lr)?;
             let ent = ((entropy * &mask)?.sum_all()?.to_scalar::<f32>()? / n_loss) as f32;
             Ok((loss.to_scalar::<f32>()?, ent))

@@ -185,7 +185,7 @@ pub fn run(args: BenchStepArgs) -> Result<()> {
         };
         loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let mut grads = Default::default();
-        accumulate(&mut grads, named_grads(&vars, &loss.backward()?))?;
+        accumulate(&mut grads, named_grads(&vars, &model.backward(&loss)?))?;
         clip_grad_norm(&mut grads, 1.0)?;
         opt.step(&grads, 1e-6)?;
         drop(grads);

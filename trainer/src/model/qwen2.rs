@@ -50,6 +50,9 @@ pub struct Qwen2 {
     /// Decoder layers (the first this many) whose activations are recomputed
     /// in the backward pass instead of kept ([`Qwen2::set_checkpoint_layers`]).
     checkpoint_layers: usize,
+    /// Where checkpointed layers send their weights' gradients (see
+    /// [`Qwen2::backward`]).
+    grad_sink: ops::GradSink,
 }
 
 impl std::fmt::Debug for Qwen2 {
@@ -300,6 +303,7 @@ impl Qwen2 {
             fused: device.is_cpu() && dtype == DType::F32,
             fused_layers: device.is_cpu(),
             checkpoint_layers: 0,
+            grad_sink: ops::GradSink::default(),
         })
     }
 
@@ -369,6 +373,15 @@ impl Qwen2 {
     /// Decoder layers checkpointed (see [`Qwen2::set_checkpoint_layers`]).
     pub fn checkpoint_layers(&self) -> usize {
         self.checkpoint_layers
+    }
+
+    /// The gradients of `loss` (`loss.backward()`): training must take them
+    /// from here. Checkpointed layers send their weights' gradients around
+    /// candle's graph, summed in `f32` (see [`ops::checkpoint`]), and this
+    /// puts them in the store; `loss.backward()` alone fails on a graph
+    /// with checkpointed layers, rather than lose those gradients.
+    pub fn backward(&self, loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
+        self.grad_sink.backward(loss)
     }
 
     /// Runs the decoder over `ids` (`(batch, t)`) and returns the final
@@ -453,10 +466,17 @@ impl Qwen2 {
         let pass = std::sync::Arc::new(pass);
         for (l, layer) in self.layers.iter().enumerate() {
             x = if l < self.checkpoint_layers {
+                let as_f32 = pass.fused;
                 let pass = pass.clone();
                 let f: std::sync::Arc<ops::Recompute> =
                     std::sync::Arc::new(move |x: &Tensor, w: &[Tensor]| pass.run(x, w));
-                ops::checkpoint(&x, &layer.tensors(), f)?
+                // The fused layers read their weights in f32 anyway: the
+                // recomputation takes f32 copies, whose gradients stay f32.
+                let to = ops::WeightGrads::Sink {
+                    sink: self.grad_sink.clone(),
+                    as_f32,
+                };
+                ops::checkpoint(&x, &layer.tensors(), f, to)?
             } else {
                 pass.run(&x, &layer.tensors())?
             };
@@ -883,7 +903,7 @@ mod tests {
             assert_eq!(max_diff(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?), 0.0);
             let g = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu)?.to_dtype(dtype)?;
             let ga = (&a * &g)?.sum_all()?.backward()?;
-            let gb = (&b * &g)?.sum_all()?.backward()?;
+            let gb = ck.backward(&(&b * &g)?.sum_all()?)?;
             for ((name, va), (_, vb)) in plain.named_vars().iter().zip(ck.named_vars()) {
                 let (x, y) = match (ga.get(va), gb.get(&vb)) {
                     (Some(x), Some(y)) => (x, y),
@@ -891,6 +911,11 @@ mod tests {
                     (None, None) => continue,
                     _ => panic!("{name} has a gradient on one side only"),
                 };
+                // A checkpointed layer's weights get their gradients in f32,
+                // which round to the plain layer's bf16 ones.
+                let is_layer = name.starts_with("model.layers.");
+                assert_eq!(y.dtype(), if is_layer { DType::F32 } else { dtype }, "{name}");
+                let y = y.to_dtype(x.dtype())?;
                 let d = max_diff(&x.to_dtype(DType::F32)?, &y.to_dtype(DType::F32)?);
                 assert_eq!(d, 0.0, "{dtype:?} {name}");
             }
@@ -935,7 +960,7 @@ mod tests {
                 (la - lb).abs() <= 1e-5 * la.abs(),
                 "variant {variant}: loss {la} vs {lb}"
             );
-            let (ga, gb) = (a.backward()?, b.backward()?);
+            let (ga, gb) = (m.backward(&a)?, m.backward(&b)?);
             for (name, v) in m.named_vars() {
                 let (x, y) = (ga.get(&v).unwrap(), gb.get(&v).unwrap());
                 let scale = x.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1e-6);

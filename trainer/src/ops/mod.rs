@@ -46,7 +46,7 @@ pub use block::{
     attention_block, attention_block_masked, attention_block_masked_reference, attention_block_reference,
     mlp_block, mlp_block_reference,
 };
-pub use checkpoint::{checkpoint, Recompute};
+pub use checkpoint::{checkpoint, GradSink, Recompute, WeightGrads};
 pub use flash::{flash_attention, flash_attention_packed, packed_attention_reference, RowMask};
 pub(crate) use gemm::Bf16Products;
 pub use linear::{linear, linear_reference, linear_t};

@@ -112,7 +112,7 @@ pub fn pass(
         out.loss += l.value;
         out.clipped += l.clipped;
         out.kl_sum += l.kl_sum;
-        accumulate(&mut out.grads, named_grads(&vars, &l.loss.backward()?))?;
+        accumulate(&mut out.grads, named_grads(&vars, &model.backward(&l.loss)?))?;
     }
     // Nothing ran (every group flat): the gradients are zero.
     for (name, var) in vars {

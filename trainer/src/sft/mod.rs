@@ -237,7 +237,7 @@ pub fn train(config: &SftConfig, resume: bool, stop_after: Option<u64>) -> Resul
             let nll = batch_nll(&model, batch)?;
             loss_sum += nll.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let scaled = (nll / step_tokens.max(1) as f64)?;
-            accumulate(&mut grads, named_grads(&vars, &scaled.backward()?))?;
+            accumulate(&mut grads, named_grads(&vars, &model.backward(&scaled)?))?;
             tokens += batch.tokens;
         }
         let grad_norm = clip_grad_norm(&mut grads, t.max_grad_norm)?;
