@@ -40,7 +40,7 @@ mod sampling;
 mod softmax;
 mod swiglu;
 
-pub use adamw::{adamw_update, adamw_update_reference, AdamWStep};
+pub use adamw::{adamw_update, adamw_update_in_place, adamw_update_reference, AdamWStep};
 pub use attention::{causal_attention_reference, qkv_heads, qkv_heads_reference, Heads};
 pub use block::{
     attention_block, attention_block_masked, attention_block_masked_reference, attention_block_reference,
