@@ -87,8 +87,20 @@ pub fn adamw_update_in_place(
     if !(contiguous(p) && contiguous(g) && contiguous(m) && contiguous(v) && copy_ok) {
         return Ok(false);
     }
-    m.inplace_op2(g, &Moment { beta: s.beta1 as f32, square: false })?;
-    v.inplace_op2(g, &Moment { beta: s.beta2 as f32, square: true })?;
+    m.inplace_op2(
+        g,
+        &Moment {
+            beta: s.beta1 as f32,
+            square: false,
+        },
+    )?;
+    v.inplace_op2(
+        g,
+        &Moment {
+            beta: s.beta2 as f32,
+            square: true,
+        },
+    )?;
     p.inplace_op3(m, v, &Param(s))?;
     if let Some(c) = copy {
         c.inplace_op2(p, &Round)?;
@@ -98,7 +110,11 @@ pub fn adamw_update_in_place(
 
 /// Runs `body` over matching chunks of `dst` and the sources, in parallel
 /// when there is enough work.
-fn zip_chunks<const N: usize>(dst: &mut [f32], srcs: [&[f32]; N], body: impl Fn(&mut [f32], [&[f32]; N]) + Sync) {
+fn zip_chunks<const N: usize>(
+    dst: &mut [f32],
+    srcs: [&[f32]; N],
+    body: impl Fn(&mut [f32], [&[f32]; N]) + Sync,
+) {
     let c = PARALLEL_MIN;
     let part = |(k, d): (usize, &mut [f32])| {
         let lo = k * c;
@@ -167,12 +183,16 @@ impl InplaceOp3 for Param {
         let s = self.0;
         let (bc1, bc2) = (s.bias_correction.0 as f32, s.bias_correction.1 as f32);
         let (lr, eps, keep) = (s.lr as f32, s.eps as f32, (1.0 - s.lr * s.weight_decay) as f32);
-        zip_chunks(slice_of_mut(dst, dl)?, [slice_of(m, ml)?, slice_of(v, vl)?], |p, [m, v]| {
-            for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
-                let update = (m / bc1) / ((v / bc2).sqrt() + eps);
-                *p = *p * keep - update * lr;
-            }
-        });
+        zip_chunks(
+            slice_of_mut(dst, dl)?,
+            [slice_of(m, ml)?, slice_of(v, vl)?],
+            |p, [m, v]| {
+                for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
+                    let update = (m / bc1) / ((v / bc2).sqrt() + eps);
+                    *p = *p * keep - update * lr;
+                }
+            },
+        );
         Ok(())
     }
 }
@@ -276,7 +296,13 @@ mod tests {
         for (got, want) in [(&p1, &want.0), (&m1, &want.1), (&v1, &want.2)] {
             assert_eq!(max_diff(got, want), 0.0);
         }
-        assert_eq!(max_diff(&copy.to_dtype(DType::F32)?, &want.0.to_dtype(DType::BF16)?.to_dtype(DType::F32)?), 0.0);
+        assert_eq!(
+            max_diff(
+                &copy.to_dtype(DType::F32)?,
+                &want.0.to_dtype(DType::BF16)?.to_dtype(DType::F32)?
+            ),
+            0.0
+        );
         // The inputs it was not asked to change are unchanged.
         assert_eq!(max_diff(&g, &randn(&shape, 2)), 0.0);
         // A transposed (non-contiguous) parameter is left to the caller.

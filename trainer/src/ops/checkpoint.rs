@@ -273,7 +273,13 @@ impl CustomOp2 for Sunk {
     }
 
     /// The value computed by [`checkpoint`], copied into the graph.
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, ys: &CpuStorage, yl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        ys: &CpuStorage,
+        yl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         Ok((copy_of(ys, yl)?, yl.shape().clone()))
     }
 
@@ -288,7 +294,13 @@ impl CustomOp2 for Sunk {
         cuda_copy_of(ys, yl)
     }
 
-    fn bwd(&self, x: &Tensor, _y: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dws) = self.inner.recompute(x, grad, self.as_f32)?;
         for (w, g) in self.inner.weights.iter().zip(&dws) {
             if w.track_op() {
@@ -317,7 +329,11 @@ mod tests {
 
     fn weights(dtype: DType) -> Result<[Var; 3]> {
         let v = |t: Tensor| Var::from_tensor(&t.to_dtype(dtype)?);
-        Ok([v((randn(&[3, 4], 2) * 0.5)?)?, v(randn(&[3], 3))?, v(randn(&[3], 4))?])
+        Ok([
+            v((randn(&[3, 4], 2) * 0.5)?)?,
+            v(randn(&[3], 3))?,
+            v(randn(&[3], 4))?,
+        ])
     }
 
     fn tensors(ws: &[Var]) -> Vec<Tensor> {
@@ -370,7 +386,12 @@ mod tests {
             sink: sink.clone(),
             as_f32: false,
         };
-        let ck = checkpoint(&checkpoint(x.as_tensor(), &wt, f.clone(), to())?, &wt, f.clone(), to())?;
+        let ck = checkpoint(
+            &checkpoint(x.as_tensor(), &wt, f.clone(), to())?,
+            &wt,
+            f.clone(),
+            to(),
+        )?;
         let gc = sink.backward(&(&tail(&ck)? * &g)?.sum_all()?)?;
         for w in ws.iter().chain([&x]) {
             assert!(max_diff(gp.get(w).unwrap(), gc.get(w).unwrap()) < 1e-5);
@@ -389,7 +410,10 @@ mod tests {
         // fused layers do), so the sink's f32 gradient rounds to the graph's.
         let inner = function(Arc::new(AtomicUsize::new(0)));
         let f: Arc<Recompute> = Arc::new(move |x: &Tensor, w: &[Tensor]| {
-            let w = w.iter().map(|t| t.to_dtype(DType::F32)).collect::<Result<Vec<_>>>()?;
+            let w = w
+                .iter()
+                .map(|t| t.to_dtype(DType::F32))
+                .collect::<Result<Vec<_>>>()?;
             inner(&x.to_dtype(DType::F32)?, &w)?.to_dtype(DType::BF16)
         });
         let x = Var::from_tensor(&randn(&[5, 4], 1).to_dtype(DType::BF16)?)?;
@@ -406,7 +430,10 @@ mod tests {
         let sunk = checkpoint(x.as_tensor(), &wt, f, to)?;
         let gs = sink.backward(&(&sunk * &g)?.sum_all()?)?;
         let f32 = |t: &Tensor| t.to_dtype(DType::F32);
-        assert_eq!(max_diff(&f32(gg.get(&x).unwrap())?, &f32(gs.get(&x).unwrap())?), 0.0);
+        assert_eq!(
+            max_diff(&f32(gg.get(&x).unwrap())?, &f32(gs.get(&x).unwrap())?),
+            0.0
+        );
         for w in &ws {
             let (a, b) = (gg.get(w).unwrap(), gs.get(w).unwrap());
             assert_eq!((a.dtype(), b.dtype()), (DType::BF16, DType::F32));

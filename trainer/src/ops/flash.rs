@@ -43,9 +43,9 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::attention::{check_flat, heads_to_rows, pads_of};
-use super::gemm::{matmul, Mat, MatMut};
-use super::math::exp;
-use super::{causal_attention_reference, cpu_slice, fused, Heads};
+use super::gemm::{bf16_products, matmul, matmul_bf16_bits, round_bf16, Bf16Mat, Mat, MatMut};
+use super::math::{exp, exp_shifted, max_of, sum_of};
+use super::{causal_attention_reference, cpu_slice, fused, mkl, Heads};
 
 /// Query rows per block.
 const BLOCK_Q: usize = 64;
@@ -242,14 +242,21 @@ impl Flash {
         } = self.heads;
         let mut o = vec![0f32; self.heads.q_len()];
         let mut lse = vec![0f32; o.len() / hd];
+        // The block products are bf16 ones when the caller's are (the
+        // setting is per thread).
+        let bf16 = bf16_products() && mkl::available();
         o.par_chunks_mut(t * hd)
             .zip(lse.par_chunks_mut(t))
             .enumerate()
-            .for_each(|(i, (o, lse))| self.forward_head(qkv, self.task(i), o, lse));
+            .for_each(|(i, (o, lse))| {
+                let task = self.task(i);
+                let bits = bf16.then(|| HeadBits::new(qkv, &self.heads, task, None));
+                self.forward_head(qkv, task, bits.as_ref(), o, lse)
+            });
         (heads_to_rows(&o, self.heads), lse)
     }
 
-    fn forward_head(&self, qkv: &[f32], task: Task, o: &mut [f32], lse: &mut [f32]) {
+    fn forward_head(&self, qkv: &[f32], task: Task, bits: Option<&HeadBits>, o: &mut [f32], lse: &mut [f32]) {
         let (t, hd) = (self.heads.seq, self.heads.head_dim);
         let v_off = task.k + self.heads.kv_len();
         let pad = task.pad.min(t);
@@ -267,6 +274,7 @@ impl Flash {
             }
         }
         let mut s = vec![0f32; BLOCK_Q * BLOCK_K];
+        let mut s_bits = vec![0u16; if bits.is_some() { BLOCK_Q * BLOCK_K } else { 0 }];
         let (mut m, mut l) = (vec![0f32; BLOCK_Q], vec![0f32; BLOCK_Q]);
         for i0 in (pad..t).step_by(BLOCK_Q) {
             let i1 = (i0 + BLOCK_Q).min(t);
@@ -279,7 +287,11 @@ impl Flash {
                 let j1 = (j0 + BLOCK_K).min(i1);
                 let cols = j1 - j0;
                 let k = Mat::rows(qkv, task.k + j0 * hd, cols, hd, hd);
-                matmul(MatMut::rows(&mut s, 0, rows, cols, cols), q, k.t(), false, false);
+                let dst = MatMut::rows(&mut s, 0, rows, cols, cols);
+                match bits {
+                    Some(b) => matmul_bf16_bits(dst, b.q(i0, rows), b.k(j0, cols).t(), false),
+                    None => matmul(dst, q, k.t(), false, false),
+                }
                 for (r, sr) in s.chunks_mut(cols).take(rows).enumerate() {
                     // Keys after query i, or before its sequence, are hidden
                     // (only in blocks on the diagonal or a sequence boundary).
@@ -288,7 +300,7 @@ impl Flash {
                     let hi = (i + 1).saturating_sub(j0).min(cols).max(lo);
                     sr[..lo].fill(f32::NEG_INFINITY);
                     sr[hi..].fill(f32::NEG_INFINITY);
-                    let block_max = sr[lo..hi].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let block_max = max_of(&sr[lo..hi]);
                     let new_max = m[r].max(block_max);
                     if new_max == f32::NEG_INFINITY {
                         // Nothing visible yet: all zeros, nothing to rescale.
@@ -296,25 +308,23 @@ impl Flash {
                         continue;
                     }
                     let keep = exp(m[r] - new_max);
-                    let mut sum = 0f32;
-                    for x in sr.iter_mut() {
-                        *x = exp(*x - new_max);
-                        sum += *x;
-                    }
-                    l[r] = l[r] * keep + sum;
+                    exp_shifted(sr, new_max);
+                    l[r] = l[r] * keep + sum_of(sr);
                     m[r] = new_max;
                     if j0 > k_lo {
                         o[i * hd..(i + 1) * hd].iter_mut().for_each(|x| *x *= keep);
                     }
                 }
                 let v = Mat::rows(qkv, v_off + j0 * hd, cols, hd, hd);
-                matmul(
-                    MatMut::rows(o, i0 * hd, rows, hd, hd),
-                    Mat::rows(&s, 0, rows, cols, cols),
-                    v,
-                    j0 > k_lo,
-                    false,
-                );
+                let dst = MatMut::rows(o, i0 * hd, rows, hd, hd);
+                match bits {
+                    Some(b) => {
+                        round_bf16(&s[..rows * cols], &mut s_bits[..rows * cols]);
+                        let p = Bf16Mat::rows(&s_bits, 0, rows, cols, cols);
+                        matmul_bf16_bits(dst, p, b.v(j0, cols), j0 > k_lo);
+                    }
+                    None => matmul(dst, Mat::rows(&s, 0, rows, cols, cols), v, j0 > k_lo, false),
+                }
             }
             let outs = o[i0 * hd..i1 * hd].chunks_mut(hd).zip(&mut lse[i0..i1]);
             for ((or, lse), (m, l)) in outs.zip(m.iter().zip(&l)) {
@@ -340,12 +350,16 @@ impl Flash {
         let mut dkv = vec![0f32; 2 * b * h * t * hd];
         {
             let (dq, _) = out.split_at_mut(self.heads.q_len());
+            let bf16 = bf16_products() && mkl::available();
             dq.par_chunks_mut(t * hd)
                 .zip(dkv.par_chunks_mut(2 * t * hd))
                 .enumerate()
                 .for_each(|(i, (dq, dkv))| {
                     let (dk, dv) = dkv.split_at_mut(t * hd);
-                    self.backward_head(qkv, y, &lse[i * t..(i + 1) * t], dy, self.task(i), dq, dk, dv);
+                    let task = self.task(i);
+                    let bits = bf16.then(|| HeadBits::new(qkv, &self.heads, task, Some(dy)));
+                    let lse = &lse[i * t..(i + 1) * t];
+                    self.backward_head(qkv, y, lse, dy, task, bits.as_ref(), dq, dk, dv);
                 });
         }
         let (_, dkv_out) = out.split_at_mut(self.heads.q_len());
@@ -371,6 +385,7 @@ impl Flash {
         lse: &[f32],
         dy: &[f32],
         task: Task,
+        bits: Option<&HeadBits>,
         dq: &mut [f32],
         dk: &mut [f32],
         dv: &mut [f32],
@@ -394,6 +409,8 @@ impl Flash {
             .collect();
         let mut p = vec![0f32; BLOCK_Q * BLOCK_K];
         let mut ds = vec![0f32; BLOCK_Q * BLOCK_K];
+        let n_bits = if bits.is_some() { BLOCK_Q * BLOCK_K } else { 0 };
+        let (mut p_bits, mut ds_bits) = (vec![0u16; n_bits], vec![0u16; n_bits]);
         // Padding queries (0..pad) see every key uniformly; the others see
         // keys pad..=i.
         let blocks = (0..pad)
@@ -417,38 +434,119 @@ impl Flash {
                 if uniform {
                     p[..rows * cols].fill(1.0 / t as f32);
                 } else {
-                    matmul(MatMut::rows(&mut p, 0, rows, cols, cols), q, k.t(), false, false);
+                    let dst = MatMut::rows(&mut p, 0, rows, cols, cols);
+                    match bits {
+                        Some(b) => matmul_bf16_bits(dst, b.q(i0, rows), b.k(j0, cols).t(), false),
+                        None => matmul(dst, q, k.t(), false, false),
+                    }
                     for (r, pr) in p.chunks_mut(cols).take(rows).enumerate() {
                         let i = i0 + r;
                         let lo = task.lo(i).saturating_sub(j0).min(cols);
                         let hi = (i + 1).saturating_sub(j0).min(cols).max(lo);
                         let l = lse[i];
                         pr[..lo].fill(0.0);
-                        pr[lo..hi].iter_mut().for_each(|x| *x = exp(*x - l));
+                        exp_shifted(&mut pr[lo..hi], l);
                         pr[hi..].fill(0.0);
                     }
                 }
                 // dP = dO V^T, then dS = P (dP - D).
-                matmul(
-                    MatMut::rows(&mut ds, 0, rows, cols, cols),
-                    d_o,
-                    v.t(),
-                    false,
-                    false,
-                );
+                let dst = MatMut::rows(&mut ds, 0, rows, cols, cols);
+                match bits {
+                    Some(b) => matmul_bf16_bits(dst, b.d_o(i0, rows), b.v(j0, cols).t(), false),
+                    None => matmul(dst, d_o, v.t(), false, false),
+                }
                 for (r, (dsr, pr)) in ds.chunks_mut(cols).zip(p.chunks(cols)).take(rows).enumerate() {
                     let di = d[i0 + r];
                     dsr.iter_mut().zip(pr).for_each(|(x, p)| *x = p * (*x - di));
                 }
-                let (pm, dsm) = (
-                    Mat::rows(&p, 0, rows, cols, cols),
-                    Mat::rows(&ds, 0, rows, cols, cols),
-                );
-                matmul(MatMut::rows(dq, i0 * hd, rows, hd, hd), dsm, k, true, false);
-                matmul(MatMut::rows(dk, j0 * hd, cols, hd, hd), dsm.t(), q, true, false);
-                matmul(MatMut::rows(dv, j0 * hd, cols, hd, hd), pm.t(), d_o, true, false);
+                let dq = MatMut::rows(dq, i0 * hd, rows, hd, hd);
+                let dk_block = MatMut::rows(dk, j0 * hd, cols, hd, hd);
+                let dv_block = MatMut::rows(dv, j0 * hd, cols, hd, hd);
+                match bits {
+                    Some(b) => {
+                        let n = rows * cols;
+                        round_bf16(&p[..n], &mut p_bits[..n]);
+                        round_bf16(&ds[..n], &mut ds_bits[..n]);
+                        let (pm, dsm) = (
+                            Bf16Mat::rows(&p_bits, 0, rows, cols, cols),
+                            Bf16Mat::rows(&ds_bits, 0, rows, cols, cols),
+                        );
+                        matmul_bf16_bits(dq, dsm, b.k(j0, cols), true);
+                        matmul_bf16_bits(dk_block, dsm.t(), b.q(i0, rows), true);
+                        matmul_bf16_bits(dv_block, pm.t(), b.d_o(i0, rows), true);
+                    }
+                    None => {
+                        let (pm, dsm) = (
+                            Mat::rows(&p, 0, rows, cols, cols),
+                            Mat::rows(&ds, 0, rows, cols, cols),
+                        );
+                        matmul(dq, dsm, k, true, false);
+                        matmul(dk_block, dsm.t(), q, true, false);
+                        matmul(dv_block, pm.t(), d_o, true, false);
+                    }
+                }
             }
         }
+    }
+}
+
+/// One (row, query head) task's q, k and v, and in the backward pass the
+/// output's gradient, rounded to bf16 once (`seq x hd` each, row-major),
+/// for a bf16 model's block products; the probabilities and their
+/// gradients are rounded per block.
+struct HeadBits {
+    q: Vec<u16>,
+    k: Vec<u16>,
+    v: Vec<u16>,
+    d_o: Vec<u16>,
+    hd: usize,
+}
+
+impl HeadBits {
+    fn new(qkv: &[f32], heads: &Heads, task: Task, dy: Option<&[f32]>) -> HeadBits {
+        let (t, hd) = (heads.seq, heads.head_dim);
+        let round = |src: &[f32]| {
+            let mut out = vec![0u16; src.len()];
+            round_bf16(src, &mut out);
+            out
+        };
+        let v_off = task.k + heads.kv_len();
+        let d_o = match dy {
+            Some(dy) => {
+                // dO of this head: `hd` columns of each of the row's `seq` rows.
+                let width = heads.heads * hd;
+                let mut out = vec![0u16; t * hd];
+                for (i, dst) in out.chunks_mut(hd).enumerate() {
+                    let at = (task.row * t + i) * width + task.head * hd;
+                    round_bf16(&dy[at..at + hd], dst);
+                }
+                out
+            }
+            None => Vec::new(),
+        };
+        HeadBits {
+            q: round(&qkv[task.q..task.q + t * hd]),
+            k: round(&qkv[task.k..task.k + t * hd]),
+            v: round(&qkv[v_off..v_off + t * hd]),
+            d_o,
+            hd,
+        }
+    }
+
+    fn q(&self, i0: usize, rows: usize) -> Bf16Mat<'_> {
+        Bf16Mat::rows(&self.q, i0 * self.hd, rows, self.hd, self.hd)
+    }
+
+    fn k(&self, j0: usize, cols: usize) -> Bf16Mat<'_> {
+        Bf16Mat::rows(&self.k, j0 * self.hd, cols, self.hd, self.hd)
+    }
+
+    fn v(&self, j0: usize, cols: usize) -> Bf16Mat<'_> {
+        Bf16Mat::rows(&self.v, j0 * self.hd, cols, self.hd, self.hd)
+    }
+
+    fn d_o(&self, i0: usize, rows: usize) -> Bf16Mat<'_> {
+        Bf16Mat::rows(&self.d_o, i0 * self.hd, rows, self.hd, self.hd)
     }
 }
 
@@ -518,6 +616,7 @@ impl CustomOp2 for FlashBackward<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::gemm::Bf16Products;
     use crate::ops::testing::{max_diff, randn};
     use candle_core::Var;
 
@@ -529,6 +628,41 @@ mod tests {
             kv_heads: kv,
             head_dim: hd,
         }
+    }
+
+    #[test]
+    fn bf16_block_products_stay_within_bf16s_rounding_of_the_composition() -> Result<()> {
+        // A bf16 model's attention (products on oneMKL's bf16 kernels where
+        // it is available): q, k, v, dO rounded once per head, P and dS per
+        // block. Padding, grouped heads, ragged blocks.
+        let cases = [
+            (heads(2, 300, 4, 1, 16), Some(vec![70, 0])),
+            (heads(1, 257, 2, 2, 64), None),
+        ];
+        for (hs, pads) in cases {
+            // Scores of a few units, as a trained model's scaled q . k are.
+            let qkv = Var::from_tensor(&(randn(&[hs.total()], 7) * 0.5)?)?;
+            let g = randn(&[hs.batch * hs.seq, hs.heads * hs.head_dim], 8);
+            let f32_run = flash_attention(&qkv, hs, pads.as_deref())?;
+            let (a, ga) = {
+                let _bf16 = Bf16Products::set(true);
+                let a = flash_attention(&qkv, hs, pads.as_deref())?;
+                let ga = (&a * &g)?.sum_all()?.backward()?;
+                (a, ga)
+            };
+            if mkl::available() {
+                assert!(max_diff(&a, &f32_run) > 0.0, "the bf16 products were not used");
+            }
+            let b = causal_attention_reference(&qkv, hs, pads.as_deref())?;
+            let d = max_diff(&a, &b);
+            assert!(d < 1e-2, "forward {hs:?}: {d}");
+            let gb = (&b * &g)?.sum_all()?.backward()?;
+            let (ga, gb) = (ga.get(&qkv).unwrap(), gb.get(&qkv).unwrap());
+            let scale = gb.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+            let d = max_diff(ga, gb) / scale;
+            assert!(d < 1e-2, "backward {hs:?}: {d}");
+        }
+        Ok(())
     }
 
     #[test]

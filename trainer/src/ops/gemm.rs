@@ -204,9 +204,7 @@ fn to_bf16(a: Mat<'_>, parallel: bool) -> (Vec<u16>, bool, usize) {
     let fill = |(o, row): (usize, &mut [u16])| {
         let start = a.offset + o * os;
         if is == 1 {
-            for (d, &x) in row.iter_mut().zip(&a.data[start..start + inner]) {
-                *d = mkl::bf16_bits(x);
-            }
+            round_bf16(&a.data[start..start + inner], row);
         } else {
             for (j, d) in row.iter_mut().enumerate() {
                 *d = mkl::bf16_bits(a.data[start + j * is]);
@@ -245,6 +243,111 @@ fn matmul_bf16(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool, pa
         accumulate,
         parallel,
     );
+}
+
+/// A read-only bf16 matrix (bf16 bits): `rows x cols` at `offset` of
+/// `data`, row-major with leading dimension `ld`, or with `trans` the
+/// transpose of such a `cols x rows` one. For operands rounded once and
+/// multiplied many times ([`matmul_bf16_bits`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Bf16Mat<'a> {
+    data: &'a [u16],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    trans: bool,
+}
+
+impl<'a> Bf16Mat<'a> {
+    /// A row-major `rows x cols` view whose rows are `ld` apart (bounds are
+    /// checked by the product).
+    pub(crate) fn rows(data: &'a [u16], offset: usize, rows: usize, cols: usize, ld: usize) -> Self {
+        Bf16Mat {
+            data,
+            offset,
+            rows,
+            cols,
+            ld,
+            trans: false,
+        }
+    }
+
+    /// The transposed view (no copy).
+    pub(crate) fn t(self) -> Self {
+        Bf16Mat {
+            rows: self.cols,
+            cols: self.rows,
+            trans: !self.trans,
+            ..self
+        }
+    }
+
+    fn operand(&self) -> mkl::Operand<'a> {
+        mkl::Operand {
+            data: &self.data[self.offset.min(self.data.len())..],
+            trans: self.trans,
+            ld: self.ld,
+        }
+    }
+}
+
+/// `dst = lhs @ rhs` (or `+=` with `accumulate`) for a row-major `dst`, on
+/// oneMKL's bf16 x bf16 -> f32 product, on this thread. Panics if oneMKL
+/// is not [`mkl::available`], on mismatched shapes, or if a view reaches
+/// past its slice.
+pub(crate) fn matmul_bf16_bits(dst: MatMut<'_>, lhs: Bf16Mat<'_>, rhs: Bf16Mat<'_>, accumulate: bool) {
+    let (m, n, k) = (dst.rows, dst.cols, lhs.cols);
+    assert!(
+        lhs.rows == m && rhs.rows == k && rhs.cols == n && dst.cs == 1,
+        "bf16 matmul shapes: {}x{} @ {}x{} into {m}x{n}",
+        lhs.rows,
+        lhs.cols,
+        rhs.rows,
+        rhs.cols
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let end = dst.offset + (m - 1) * dst.rs + n;
+    mkl::gemm_bf16(
+        (m, n, k),
+        lhs.operand(),
+        rhs.operand(),
+        &mut dst.data[dst.offset..end],
+        dst.rs.max(n),
+        accumulate,
+        false,
+    );
+}
+
+/// `dst[i]` = `src[i]` rounded to bf16 bits, to nearest even (as
+/// `mkl::bf16_bits`, bit for bit); on AVX-512 16 lanes wide.
+pub(crate) fn round_bf16(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(src.len(), dst.len(), "round_bf16: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU has AVX-512F, checked on the line above.
+        unsafe {
+            round_bf16_avx512(src, dst)
+        };
+        return;
+    }
+    round_bf16_plain(src, dst);
+}
+
+#[inline(always)]
+fn round_bf16_plain(src: &[f32], dst: &mut [u16]) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = mkl::bf16_bits(x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn round_bf16_avx512(src: &[f32], dst: &mut [u16]) {
+    round_bf16_plain(src, dst);
 }
 
 #[allow(unsafe_code)]
