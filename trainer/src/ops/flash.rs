@@ -289,7 +289,7 @@ impl Flash {
                 let k = Mat::rows(qkv, task.k + j0 * hd, cols, hd, hd);
                 let dst = MatMut::rows(&mut s, 0, rows, cols, cols);
                 match bits {
-                    Some(b) => matmul_bf16_bits(dst, b.q(i0, rows), b.k(j0, cols).t(), false),
+                    Some(b) => matmul_bf16_bits(dst, b.q(i0, rows), b.k(j0, cols).t(), false, false),
                     None => matmul(dst, q, k.t(), false, false),
                 }
                 for (r, sr) in s.chunks_mut(cols).take(rows).enumerate() {
@@ -321,7 +321,7 @@ impl Flash {
                     Some(b) => {
                         round_bf16(&s[..rows * cols], &mut s_bits[..rows * cols]);
                         let p = Bf16Mat::rows(&s_bits, 0, rows, cols, cols);
-                        matmul_bf16_bits(dst, p, b.v(j0, cols), j0 > k_lo);
+                        matmul_bf16_bits(dst, p, b.v(j0, cols), j0 > k_lo, false);
                     }
                     None => matmul(dst, Mat::rows(&s, 0, rows, cols, cols), v, j0 > k_lo, false),
                 }
@@ -436,7 +436,7 @@ impl Flash {
                 } else {
                     let dst = MatMut::rows(&mut p, 0, rows, cols, cols);
                     match bits {
-                        Some(b) => matmul_bf16_bits(dst, b.q(i0, rows), b.k(j0, cols).t(), false),
+                        Some(b) => matmul_bf16_bits(dst, b.q(i0, rows), b.k(j0, cols).t(), false, false),
                         None => matmul(dst, q, k.t(), false, false),
                     }
                     for (r, pr) in p.chunks_mut(cols).take(rows).enumerate() {
@@ -452,7 +452,7 @@ impl Flash {
                 // dP = dO V^T, then dS = P (dP - D).
                 let dst = MatMut::rows(&mut ds, 0, rows, cols, cols);
                 match bits {
-                    Some(b) => matmul_bf16_bits(dst, b.d_o(i0, rows), b.v(j0, cols).t(), false),
+                    Some(b) => matmul_bf16_bits(dst, b.d_o(i0, rows), b.v(j0, cols).t(), false, false),
                     None => matmul(dst, d_o, v.t(), false, false),
                 }
                 for (r, (dsr, pr)) in ds.chunks_mut(cols).zip(p.chunks(cols)).take(rows).enumerate() {
@@ -471,9 +471,9 @@ impl Flash {
                             Bf16Mat::rows(&p_bits, 0, rows, cols, cols),
                             Bf16Mat::rows(&ds_bits, 0, rows, cols, cols),
                         );
-                        matmul_bf16_bits(dq, dsm, b.k(j0, cols), true);
-                        matmul_bf16_bits(dk_block, dsm.t(), b.q(i0, rows), true);
-                        matmul_bf16_bits(dv_block, pm.t(), b.d_o(i0, rows), true);
+                        matmul_bf16_bits(dq, dsm, b.k(j0, cols), true, false);
+                        matmul_bf16_bits(dk_block, dsm.t(), b.q(i0, rows), true, false);
+                        matmul_bf16_bits(dv_block, pm.t(), b.d_o(i0, rows), true, false);
                     }
                     None => {
                         let (pm, dsm) = (

@@ -23,9 +23,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 use super::block::with_data;
-use super::gemm::{bf16_products, matmul, Bf16Products, Mat, MatMut};
+use super::gemm::{bf16_products, matmul, matmul_bf16_bits, round_bf16, Bf16Mat, Bf16Products, Mat, MatMut};
 use super::logprob::{stats_grad, stats_raw};
-use super::{fused_path, linear, token_stats, TokenStats};
+use super::{fused, fused_path, linear, mkl, token_stats, TokenStats};
 
 /// Rows per chunk by default: 256 rows of Qwen2.5's logits are 156 MB in f32.
 pub const DEFAULT_CHUNK: usize = 256;
@@ -63,10 +63,11 @@ pub fn lm_head_token_stats(
         return lm_head_token_stats(&h, &w, targets, temperature, chunk);
     }
     let (h, w) = (hidden.detach(), weight.detach());
+    let w_bits = weight_bits(&w)?;
     let mut parts = Vec::with_capacity(rows.div_ceil(chunk));
     for start in (0..rows).step_by(chunk) {
         let n = chunk.min(rows - start);
-        let logits = linear(&h.narrow(0, start, n)?, &w)?;
+        let logits = chunk_logits(&h.narrow(0, start, n)?, &w, w_bits.as_deref())?;
         parts.push(stats_raw(&logits, &targets.narrow(0, start, n)?, temperature)?);
     }
     let raw = Tensor::cat(&parts, 0)?;
@@ -86,6 +87,51 @@ pub fn lm_head_token_stats(
         logprobs: column(1)?,
         entropy: column(2)?,
     })
+}
+
+/// With bf16 products on the CPU (oneMKL available): the head's weight
+/// rounded to bf16 once, for every chunk's products (rounding it inside each
+/// product moved 136M elements per chunk and product at Qwen2.5's size).
+fn weight_bits(w: &Tensor) -> Result<Option<Vec<u16>>> {
+    if !(bf16_products() && mkl::available() && fused(w)) {
+        return Ok(None);
+    }
+    let w = w.contiguous()?;
+    with_data(&w, "lm-head", |w| {
+        let mut bits = vec![0u16; w.len()];
+        round_bf16(w, &mut bits);
+        Ok(Some(bits))
+    })
+}
+
+/// `data` rounded to bf16.
+fn bits_of(data: &[f32]) -> Vec<u16> {
+    let mut bits = vec![0u16; data.len()];
+    round_bf16(data, &mut bits);
+    bits
+}
+
+/// The logits `hc @ W^T` of one chunk, on the rounded weight when given.
+fn chunk_logits(hc: &Tensor, w: &Tensor, w_bits: Option<&[u16]>) -> Result<Tensor> {
+    let Some(w_bits) = w_bits else {
+        return linear(hc, w);
+    };
+    let (n, d) = hc.dims2()?;
+    let vocab = w.dim(0)?;
+    let hc = hc.contiguous()?;
+    let mut out = vec![0f32; n * vocab];
+    with_data(&hc, "lm-head", |h| {
+        let hb = bits_of(h);
+        matmul_bf16_bits(
+            MatMut::rows(&mut out, 0, n, vocab, vocab),
+            Bf16Mat::rows(&hb, 0, n, d, d),
+            Bf16Mat::rows(w_bits, 0, vocab, d, d).t(),
+            false,
+            true,
+        );
+        Ok(())
+    })?;
+    Tensor::from_vec(out, (n, vocab), hc.device())
 }
 
 struct LmHeadStats {
@@ -149,13 +195,14 @@ impl CustomOp3 for LmHeadStats {
         // With bf16 products, dW accumulates over the chunks in one f32 buffer.
         let (vocab, d) = w.dims2()?;
         let mut dw_acc = if direct { vec![0f32; vocab * d] } else { Vec::new() };
+        let w_bits = if direct { weight_bits(&w)? } else { None };
         let grad = grad.detach().narrow(D::Minus1, 0, 3)?;
         let mut dh = Vec::with_capacity(rows.div_ceil(self.chunk));
         let mut dw: Option<Tensor> = None;
         for start in (0..rows).step_by(self.chunk) {
             let n = self.chunk.min(rows - start);
             let hc = h.narrow(0, start, n)?;
-            let logits = linear(&hc, &w)?;
+            let logits = chunk_logits(&hc, &w, w_bits.as_deref())?;
             let dz = stats_grad(
                 &logits,
                 &self.targets.narrow(0, start, n)?,
@@ -169,6 +216,22 @@ impl CustomOp3 for LmHeadStats {
                 let dz = dz.contiguous()?;
                 let hc = hc.contiguous()?;
                 let mut dhc = vec![0f32; n * d];
+                if let Some(w_bits) = &w_bits {
+                    // dZ and the chunk rounded once for both products.
+                    with_data(&dz, "lm-head backward", |dz| {
+                        with_data(&hc, "lm-head backward", |hc| {
+                            let (dzb, hb) = (bits_of(dz), bits_of(hc));
+                            let dzm = Bf16Mat::rows(&dzb, 0, n, vocab, vocab);
+                            let dh = MatMut::rows(&mut dhc, 0, n, d, d);
+                            matmul_bf16_bits(dh, dzm, Bf16Mat::rows(w_bits, 0, vocab, d, d), false, true);
+                            let dw = MatMut::rows(&mut dw_acc, 0, vocab, d, d);
+                            matmul_bf16_bits(dw, dzm.t(), Bf16Mat::rows(&hb, 0, n, d, d), start > 0, true);
+                            Ok(())
+                        })
+                    })?;
+                    dh.push(Tensor::from_vec(dhc, (n, d), h.device())?);
+                    continue;
+                }
                 with_data(&dz, "lm-head backward", |dz| {
                     with_data(&w, "lm-head backward", |w| {
                         with_data(&hc, "lm-head backward", |hc| {
