@@ -250,20 +250,88 @@ pub fn accumulate(acc: &mut HashMap<String, Tensor>, more: HashMap<String, Tenso
 }
 
 /// Scales gradients so their global L2 norm is at most `max_norm` (when
-/// `max_norm > 0`) and returns the norm before clipping.
+/// `max_norm > 0`) and returns the norm before clipping. `f32` gradients on
+/// the CPU are read and scaled in place (the composed ops wrote a squared
+/// copy and a scaled copy of every gradient, 4 GB at 0.5B parameters).
 pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Result<f64> {
     let mut total = 0f64;
     for g in grads.values() {
-        total += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        total += match cpu_f32(g) {
+            Some(()) => g.apply_op1_no_bwd(&SumSquares)?.to_scalar::<f64>()?,
+            None => g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64,
+        };
     }
     let norm = total.sqrt();
     if max_norm > 0.0 && norm > max_norm {
         let scale = max_norm / (norm + 1e-6);
         for g in grads.values_mut() {
-            *g = (&*g * scale)?;
+            match cpu_f32(g) {
+                Some(()) => g.inplace_op1(&Scale(scale as f32))?,
+                None => *g = (&*g * scale)?,
+            }
         }
     }
     Ok(norm)
+}
+
+/// `Some` for a contiguous `f32` CPU tensor (what the in-place ops take).
+fn cpu_f32(g: &Tensor) -> Option<()> {
+    (g.device().is_cpu() && g.dtype() == DType::F32 && g.is_contiguous()).then_some(())
+}
+
+/// The contiguous `f32` data of a CPU storage.
+fn f32_data<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
+        _ => candle_core::bail!("expected a contiguous f32 tensor"),
+    }
+}
+
+/// The sum of squares of a tensor's elements, in `f64`, as a scalar.
+struct SumSquares;
+
+impl candle_core::CustomOp1 for SumSquares {
+    fn name(&self) -> &'static str {
+        "sum-squares"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let total: f64 = f32_data(s, l)?
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .sum();
+        Ok((
+            candle_core::CpuStorage::F64(vec![total]),
+            candle_core::Shape::from(()),
+        ))
+    }
+}
+
+/// Multiplies a tensor by a constant, in place.
+struct Scale(f32);
+
+impl candle_core::InplaceOp1 for Scale {
+    fn name(&self) -> &'static str {
+        "scale"
+    }
+
+    fn cpu_fwd(&self, s: &mut candle_core::CpuStorage, l: &candle_core::Layout) -> Result<()> {
+        use rayon::prelude::*;
+        match (s, l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(d), Some((a, b))) => {
+                d[a..b]
+                    .par_chunks_mut(1 << 16)
+                    .for_each(|c| c.iter_mut().for_each(|x| *x *= self.0));
+                Ok(())
+            }
+            _ => candle_core::bail!("scale: expected a contiguous f32 tensor"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -489,6 +557,26 @@ mod tests {
         ]);
         assert!((clip_grad_norm(&mut g, 1.0)? - 5.0).abs() < 1e-6);
         assert!((clip_grad_norm(&mut g, 0.0)? - 1.0).abs() < 1e-5);
+        // Gradients that are two halves of one buffer (as a fused op's
+        // backward returns them), large enough for parallel chunks, and a
+        // bf16 one (the composed path): each scaled exactly once.
+        let n = 70_000;
+        let base = Tensor::ones(2 * n, DType::F32, &Device::Cpu)?;
+        let mut g = HashMap::from([
+            ("a".to_string(), base.narrow(0, 0, n)?),
+            ("b".to_string(), base.narrow(0, n, n)?),
+            (
+                "c".to_string(),
+                Tensor::new(&[2f32], &Device::Cpu)?.to_dtype(DType::BF16)?,
+            ),
+        ]);
+        let norm = ((2 * n + 4) as f64).sqrt();
+        assert!((clip_grad_norm(&mut g, 2.0)? - norm).abs() < 1e-6 * norm);
+        let total: f64 = g
+            .values()
+            .map(|t| t.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>())
+            .sum::<Result<f64>>()?;
+        assert!((total.sqrt() - 2.0).abs() < 1e-3, "{}", total.sqrt());
         Ok(())
     }
 }
