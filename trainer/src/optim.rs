@@ -438,7 +438,7 @@ mod tests {
                     .mean_all()?
                     .neg()?
                     * 0.5)?;
-                accumulate(&mut grads, named_grads(&vars, &loss.backward()?))?;
+                accumulate(&mut grads, named_grads(&vars, &model.backward(&loss)?))?;
             }
             opt.step(&grads, lr)?;
         }

@@ -27,12 +27,12 @@
 //! It works on any device and dtype, since the recomputation is ordinary
 //! candle ops.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
-use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, TensorId, Var};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, Var};
+
+use super::grad_sink::GradSink;
 
 /// A function checkpointed by [`checkpoint`]: the same numbers on every call.
 pub type Recompute = dyn Fn(&Tensor, &[Tensor]) -> Result<Tensor> + Send + Sync;
@@ -50,75 +50,6 @@ pub enum WeightGrads {
         /// Recompute with `f32` copies of the weights.
         as_f32: bool,
     },
-}
-
-/// Weight gradients of checkpointed calls, summed in `f32` outside candle's
-/// graph while [`GradSink::backward`] runs a backward pass, then handed back
-/// in its gradient store. A checkpointed call whose weights send their
-/// gradients here fails its backward pass when that pass was not started by
-/// [`GradSink::backward`], so no gradient is ever silently left behind.
-#[derive(Clone, Default)]
-pub struct GradSink(Arc<Mutex<SinkState>>);
-
-#[derive(Default)]
-struct SinkState {
-    armed: bool,
-    /// Per weight: the weight and its gradient sum so far.
-    sums: HashMap<TensorId, (Tensor, Tensor)>,
-}
-
-impl GradSink {
-    fn state(&self) -> std::sync::MutexGuard<'_, SinkState> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// `loss.backward()`, with the checkpointed weights' gradients (in
-    /// `f32`) added to the returned store; a weight that also got a gradient
-    /// through the graph gets the sum of both, in `f32`. One backward pass
-    /// per sink at a time.
-    pub fn backward(&self, loss: &Tensor) -> Result<GradStore> {
-        {
-            let mut s = self.state();
-            if s.armed {
-                candle_core::bail!("GradSink::backward: another backward pass is using this sink");
-            }
-            s.armed = true;
-            s.sums.clear();
-        }
-        let out = loss.backward();
-        let sums = {
-            let mut s = self.state();
-            s.armed = false;
-            std::mem::take(&mut s.sums)
-        };
-        let mut grads = out?;
-        for (w, g) in sums.into_values() {
-            let g = match grads.remove(&w) {
-                Some(prev) => (prev.to_dtype(DType::F32)? + g)?,
-                None => g,
-            };
-            grads.insert(&w, g);
-        }
-        Ok(grads)
-    }
-
-    /// Adds `g` to the gradient of `w` (in `f32`).
-    fn add(&self, w: &Tensor, g: &Tensor) -> Result<()> {
-        let g = g.to_dtype(DType::F32)?;
-        let mut s = self.state();
-        if !s.armed {
-            candle_core::bail!(
-                "checkpoint: these weights send their gradients to a GradSink, so run the backward \
-                 pass through it (Qwen2::backward), not Tensor::backward"
-            );
-        }
-        let sum = match s.sums.remove(&w.id()) {
-            Some((_, prev)) => (prev + g)?,
-            None => g,
-        };
-        s.sums.insert(w.id(), (w.clone(), sum));
-        Ok(())
-    }
 }
 
 /// `f(x, weights)`, differentiable in `x` and every weight, keeping only `x`
@@ -304,7 +235,7 @@ impl CustomOp2 for Sunk {
         let (dx, dws) = self.inner.recompute(x, grad, self.as_f32)?;
         for (w, g) in self.inner.weights.iter().zip(&dws) {
             if w.track_op() {
-                self.sink.add(w, g)?;
+                self.sink.add(w, g.clone())?;
             }
         }
         Ok((Some(dx), None))

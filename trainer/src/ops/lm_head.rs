@@ -24,6 +24,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D
 
 use super::block::with_data;
 use super::gemm::{bf16_products, matmul, matmul_bf16_bits, round_bf16, Bf16Mat, Bf16Products, Mat, MatMut};
+use super::grad_sink::GradSink;
 use super::logprob::{stats_grad, stats_raw};
 use super::{fused, fused_path, linear, mkl, token_stats, TokenStats};
 
@@ -33,13 +34,31 @@ pub const DEFAULT_CHUNK: usize = 256;
 /// Per-row statistics of `softmax(hidden @ weight^T / temperature)` at
 /// `targets`, differentiable in `hidden` (`(rows, d)`) and `weight`
 /// (`(vocab, d)`), computed `chunk` rows at a time (see the module docs).
-/// `targets` is `(rows)` `u32`; the statistics are `(rows)`.
+/// `targets` is `(rows)` `u32`; the statistics are `(rows)`. With a sink, a
+/// bf16/f16 weight on the CPU sends its gradient there, in `f32` (summed
+/// over the chunks in `f32` anyway), instead of rounding it to the weight's
+/// dtype for candle's graph.
 pub fn lm_head_token_stats(
     hidden: &Tensor,
     weight: &Tensor,
     targets: &Tensor,
     temperature: f64,
     chunk: usize,
+    sink: Option<&GradSink>,
+) -> Result<TokenStats> {
+    stats_of(hidden, weight, targets, temperature, chunk, sink, None)
+}
+
+/// [`lm_head_token_stats`], with the weight's gradient going to `weight_to`
+/// (the sink and the weight it belongs to) when given.
+fn stats_of(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    temperature: f64,
+    chunk: usize,
+    sink: Option<&GradSink>,
+    weight_to: Option<(GradSink, Tensor)>,
 ) -> Result<TokenStats> {
     let (rows, d) = hidden.dims2()?;
     let (vocab, dw) = weight.dims2()?;
@@ -59,8 +78,19 @@ pub fn lm_head_token_stats(
         // operands on every call): convert once, not once per chunk.
         // A bf16 model's products round them back to bf16 (ops/mkl.rs).
         let _bf16 = Bf16Products::set(hidden.dtype() == DType::BF16 && weight.dtype() == DType::BF16);
-        let (h, w) = (hidden.to_dtype(DType::F32)?, weight.to_dtype(DType::F32)?);
-        return lm_head_token_stats(&h, &w, targets, temperature, chunk);
+        let h = hidden.to_dtype(DType::F32)?;
+        return match sink.filter(|_| weight.track_op()) {
+            // The f32 copy outside the graph; its gradient goes to the sink.
+            Some(sink) => {
+                let w = weight.detach().to_dtype(DType::F32)?;
+                let to = Some((sink.clone(), weight.clone()));
+                stats_of(&h, &w, targets, temperature, chunk, None, to)
+            }
+            None => {
+                let w = weight.to_dtype(DType::F32)?;
+                stats_of(&h, &w, targets, temperature, chunk, None, None)
+            }
+        };
     }
     let (h, w) = (hidden.detach(), weight.detach());
     let w_bits = weight_bits(&w)?;
@@ -79,6 +109,7 @@ pub fn lm_head_token_stats(
             temperature,
             chunk,
             bf16: bf16_products(),
+            weight_to,
         },
     )?;
     let column = |k: usize| out.narrow(D::Minus1, k, 1)?.squeeze(D::Minus1);
@@ -140,6 +171,9 @@ struct LmHeadStats {
     chunk: usize,
     /// The products are bf16 ones ([`Bf16Products`]; the CPU's f32 tensors only).
     bf16: bool,
+    /// Where the weight's gradient goes instead of the graph (the sink and
+    /// the model's weight), on the bf16 CPU path.
+    weight_to: Option<(GradSink, Tensor)>,
 }
 
 impl CustomOp3 for LmHeadStats {
@@ -264,6 +298,10 @@ impl CustomOp3 for LmHeadStats {
             None if direct => Tensor::from_vec(dw_acc, (vocab, d), w.device())?,
             None => w.zeros_like()?,
         };
+        if let Some((sink, weight)) = &self.weight_to {
+            sink.add(weight, dw)?;
+            return Ok((Some(Tensor::cat(&dh, 0)?), None, None));
+        }
         Ok((Some(Tensor::cat(&dh, 0)?), Some(dw), None))
     }
 }
@@ -284,7 +322,7 @@ mod tests {
             let targets: Vec<u32> = (0..rows as u32).map(|i| (i * 7 + 3) % vocab as u32).collect();
             let targets = Tensor::new(targets, &Device::Cpu)?;
             let t = 0.7;
-            let a = lm_head_token_stats(&h, &w, &targets, t, chunk)?;
+            let a = lm_head_token_stats(&h, &w, &targets, t, chunk, None)?;
             let b = token_stats(&linear(&h, &w)?, &targets, t)?;
             for (x, y) in [
                 (&a.lse, &b.lse),
@@ -313,7 +351,7 @@ mod tests {
         let h = Var::from_tensor(&randn(&[6, 8], 1).to_dtype(DType::BF16)?)?;
         let w = Var::from_tensor(&randn(&[10, 8], 2).to_dtype(DType::BF16)?)?;
         let targets = Tensor::new(&[1u32, 2, 3, 4, 5, 9], &Device::Cpu)?;
-        let s = lm_head_token_stats(&h, &w, &targets, 1.0, 4)?;
+        let s = lm_head_token_stats(&h, &w, &targets, 1.0, 4, None)?;
         let g = s.logprobs.sum_all()?.backward()?;
         assert_eq!(g.get(&h).unwrap().dtype(), DType::BF16);
         assert_eq!(g.get(&w).unwrap().dtype(), DType::BF16);
@@ -330,6 +368,7 @@ mod tests {
             &Tensor::new(&[0u32, 1, 2], &Device::Cpu).unwrap(),
             1.0,
             2,
+            None,
         )
         .unwrap_err();
         assert!(err.to_string().contains("do not fit"), "{err}");

@@ -26,8 +26,10 @@ mod adamw;
 mod attention;
 mod block;
 mod checkpoint;
+mod embedding;
 mod flash;
 mod gemm;
+mod grad_sink;
 mod linear;
 mod lm_head;
 mod logprob;
@@ -46,9 +48,11 @@ pub use block::{
     attention_block, attention_block_masked, attention_block_masked_reference, attention_block_reference,
     mlp_block, mlp_block_reference,
 };
-pub use checkpoint::{checkpoint, GradSink, Recompute, WeightGrads};
+pub use checkpoint::{checkpoint, Recompute, WeightGrads};
+pub use embedding::embedding;
 pub use flash::{flash_attention, flash_attention_packed, packed_attention_reference, RowMask};
 pub(crate) use gemm::Bf16Products;
+pub use grad_sink::GradSink;
 pub use linear::{linear, linear_reference, linear_t};
 pub use lm_head::{lm_head_token_stats, DEFAULT_CHUNK};
 pub use logprob::{
