@@ -184,8 +184,13 @@ pub fn run(args: BenchStepArgs) -> Result<()> {
             }
         };
         loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let t1 = Instant::now();
         let mut grads = Default::default();
         accumulate(&mut grads, named_grads(&vars, &model.backward(&loss)?))?;
+        if device.is_cuda() {
+            device.synchronize()?;
+        }
+        let t2 = Instant::now();
         clip_grad_norm(&mut grads, 1.0)?;
         opt.step(&grads, 1e-6)?;
         drop(grads);
@@ -193,7 +198,13 @@ pub fn run(args: BenchStepArgs) -> Result<()> {
             device.synchronize()?;
         }
         let secs = t0.elapsed().as_secs_f64();
-        eprintln!("step {}: {secs:.2} s, loss {loss_value:.4}", step + 1);
+        eprintln!(
+            "step {}: {secs:.2} s (forward {:.2}, backward {:.2}, clip and update {:.2}), loss {loss_value:.4}",
+            step + 1,
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            t2.elapsed().as_secs_f64()
+        );
         if step >= args.warmup {
             times.push(secs);
         }
@@ -210,7 +221,7 @@ pub fn run(args: BenchStepArgs) -> Result<()> {
         checkpoint_layers: ck.count(config.num_hidden_layers),
         workload,
         rollout: None,
-        composed_attention: !device.is_cpu(),
+        gpu: !device.is_cpu(),
     };
     let predicted = plan::estimate(&input);
     let params = model.num_params();

@@ -13,21 +13,28 @@
 //!
 //! - throughout: weights `P s`; `f32` master weights `4 P` when `s < 4`;
 //!   the gradients accumulated in `f32`, `4 P`; AdamW's two moments `8 P`;
-//! - in the backward pass: its gradients `P s` when `s < 4` (when `s = 4`
-//!   they are the `f32` sums themselves);
+//!   on the CPU for 16-bit weights, the products' bf16 operand buffers
+//!   (`2 x 2 N 2I` bytes at most);
+//! - in the backward pass: the 16-bit gradients that cross candle's graph,
+//!   `s` bytes for each parameter that does not send its gradient to the
+//!   model's `f32` sink (checkpointed layers' weights do everywhere, the
+//!   embedding and LM head do on the CPU; when `s = 4` the gradients are
+//!   the `f32` sums themselves);
 //! - in the update: its temporaries (three `f32` copies of the largest
-//!   parameter);
+//!   parameter on a GPU; none on the CPU, which updates in place);
 //! - per layer that keeps its activations, what the fused layer ops and
 //!   candle's graph keep for the backward pass: `4 N (8 d + (h + 2 kv) hd +
 //!   h + 3 I)` bytes (inputs and outputs of the norms, residual adds, the
 //!   flat q/k/v, attention output and log-sum-exp, the MLP's gate/up
 //!   projection and SwiGLU output), and the `f32` copies of its weights that
-//!   the ops take; per checkpointed layer only its input `N d s` and the
-//!   packed copy of its weights, plus one layer's activations while the
-//!   backward pass recomputes it;
+//!   the ops take; per checkpointed layer only its input `N d s` (`4 N d`
+//!   on the CPU, whose residual stream is `f32`), plus one
+//!   layer's activations and weight copies while the backward pass
+//!   recomputes it;
 //! - the LM head and loss, `chunk` positions at a time: one chunk's logits
-//!   and their gradient in `f32`, the head's `f32` gradient being summed, and
-//!   5 floats of statistics per position;
+//!   and their gradient in `f32`, the weight's `f32` copy (and on the CPU
+//!   its bf16 rounding; elsewhere the `f32` gradient being summed), and 5
+//!   floats of statistics per position;
 //! - for RL, counted throughout (an upper bound: the engine frees its cache
 //!   after the rollout), the rollout engine's paged KV cache (`rows x len x
 //!   L x 2 kv hd s`, at most `[engine] kv_cache_mib`, which is what the
@@ -93,9 +100,11 @@ pub struct PlanInput {
     pub workload: Workload,
     /// The RL rollout, if any.
     pub rollout: Option<Rollout>,
-    /// Whether attention materialises its `seq x seq` scores (the composed
-    /// path the trainer takes on CUDA today), rather than the blockwise op.
-    pub composed_attention: bool,
+    /// Whether the run is on a GPU (CUDA): there the trainer's attention
+    /// materialises its `seq x seq` scores (the composed path) rather than
+    /// running the blockwise op, and the CPU's in-place optimizer update and
+    /// `f32` gradient sinks for the embedding and LM head do not apply.
+    pub gpu: bool,
 }
 
 /// When in a step a component is held.
@@ -197,22 +206,64 @@ pub fn estimate(input: &PlanInput) -> Plan {
     let ck = (input.checkpoint_layers as u64).min(layers);
     let kept = layers - ck;
     let layer_acts = 4 * n * (8 * d + (h + 2 * kv) * hd + h + 3 * i);
+    let (cpu, half) = (!input.gpu, s < 4);
     // The f32 copies of a layer's weights its fused ops take (and, for 16-bit
-    // weights, the packed 16-bit copy they are converted from).
-    let layer_weight_copies = layer_params * (4 + if s < 4 { s } else { 0 });
+    // weights, the 16-bit concatenations they are converted from).
+    let layer_weight_copies = layer_params * (4 + if half { s } else { 0 });
+    // A recomputed layer on the CPU: f32 copies of its weights (of 16-bit
+    // ones), their f32 concatenations and those's gradients; elsewhere as a
+    // layer that keeps its activations.
+    let recompute_copies = if cpu {
+        layer_params * (if half { 4 } else { 0 } + 6)
+    } else {
+        layer_weight_copies
+    };
+    // Gradients that bypass candle's graph, summed in f32 in the model's
+    // sink: checkpointed layers' weights, and on the CPU the embedding and
+    // LM head. The rest cross the graph in the weights' dtype.
+    let head_params: u64 = specs
+        .iter()
+        .filter(|(n, _, _)| n == "model.embed_tokens.weight" || n == "lm_head.weight")
+        .map(|(_, sh, _)| numel(sh))
+        .sum();
+    let sunk = ck * layer_params + if cpu { head_params } else { 0 };
+    // The LM head's buffers while it runs: one chunk's logits and their
+    // gradient in f32. On the CPU (16-bit weight): the weight's f32 copy and
+    // bf16 rounding and the chunk's rounded gradient; its f32 gradient sum
+    // is the sink's, counted with the f32 gradients. Elsewhere: the f32 copy,
+    // the f32 gradient sum, and for 16-bit weights their conversions.
+    let chunk_rows = CHUNK.min(n);
+    let lm_head = 2 * 4 * chunk_rows * v
+        + 4 * 5 * n
+        + if cpu && half {
+            2 * chunk_rows * v + 4 * v * d + 2 * v * d
+        } else {
+            2 * 4 * v * d + if half { 4 * v * d } else { 0 }
+        };
     use Held::{Backward, LmHead, Recompute, Throughout, Update};
     let mut out = vec![
         ("weights".to_string(), p * s, Throughout),
         (
             "master weights (f32)".into(),
-            if s < 4 { 4 * p } else { 0 },
+            if half { 4 * p } else { 0 },
             Throughout,
         ),
         ("gradients, summed in f32".into(), 4 * p, Throughout),
         ("optimizer state (AdamW, f32)".into(), 8 * p, Throughout),
         (
+            // The products' bf16 operands, kept per thread between products:
+            // at most an activation or weight of the MLP's width, twice.
+            "bf16 product buffers (CPU)".into(),
+            if cpu && half {
+                2 * 2 * (n * 2 * i).max(2 * i * d)
+            } else {
+                0
+            },
+            Throughout,
+        ),
+        (
             "gradients from the backward pass (16-bit)".into(),
-            if s < 4 { p * s } else { 0 },
+            if half { (p - sunk.min(p)) * s } else { 0 },
             Backward,
         ),
         (
@@ -221,27 +272,26 @@ pub fn estimate(input: &PlanInput) -> Plan {
             Backward,
         ),
         (
-            "activations, checkpointed layers (inputs, packed weights)".into(),
-            ck * (n * d * s + layer_params * s),
+            // f32 on the CPU, whose fused layers keep an f32 residual stream.
+            "activations, checkpointed layers (inputs)".into(),
+            ck * n * d * if cpu { 4 } else { s },
             Backward,
         ),
         (
             "activations, the checkpointed layer being recomputed".into(),
-            if ck > 0 {
-                layer_acts + layer_weight_copies
-            } else {
-                0
-            },
+            if ck > 0 { layer_acts + recompute_copies } else { 0 },
             Recompute,
         ),
+        ("LM head and loss (chunked logits)".into(), lm_head, LmHead),
         (
-            "LM head and loss (chunked logits)".into(),
-            2 * 4 * CHUNK.min(n) * v + 2 * 4 * v * d + 4 * 5 * n + if s < 4 { 4 * v * d } else { 0 },
-            LmHead,
+            // In place on the CPU; elsewhere the composed update's three f32
+            // copies of the largest parameter.
+            "optimizer update temporaries".into(),
+            if cpu { 0 } else { 3 * 4 * largest },
+            Update,
         ),
-        ("optimizer update temporaries".into(), 3 * 4 * largest, Update),
     ];
-    if input.composed_attention {
+    if input.gpu {
         // Scores and probabilities in f32 and the probabilities in the
         // model's dtype, per layer that keeps them, or one layer at a time.
         let per_layer = input.batch as u64 * h * (input.seq as u64).pow(2) * (8 + s);
@@ -393,7 +443,7 @@ fn input_of(args: &PlanArgs) -> Result<PlanInput> {
             seq: args.seq,
             workload: Workload::Sft,
             rollout: None,
-            composed_attention: args.device.starts_with("cuda"),
+            gpu: args.device.starts_with("cuda"),
         });
     }
     let Some(path) = &args.config else {
@@ -460,7 +510,7 @@ fn input_of(args: &PlanArgs) -> Result<PlanInput> {
         seq,
         workload: if is_rl { Workload::Grpo } else { Workload::Sft },
         rollout,
-        composed_attention: device.starts_with("cuda"),
+        gpu: device.starts_with("cuda"),
     })
 }
 
@@ -483,7 +533,7 @@ mod tests {
             checkpoint_layers: 24,
             workload: Workload::Sft,
             rollout: None,
-            composed_attention: false,
+            gpu: false,
         }
     }
 
@@ -494,7 +544,20 @@ mod tests {
         let p = 494_032_768u64; // Qwen2.5-0.5B's published parameter count
         assert_eq!(plan.get("weights"), 2 * p);
         assert_eq!(plan.get("gradients, summed in f32"), 4 * p);
-        assert_eq!(plan.get("gradients from the backward pass (16-bit)"), 2 * p);
+        // The checkpointed layers, the embedding and (tied) LM head send
+        // theirs to the f32 sink: only the final norm's cross the graph.
+        assert_eq!(plan.get("gradients from the backward pass (16-bit)"), 2 * 896);
+        let gpu = estimate(&PlanInput {
+            gpu: true,
+            ..input.clone()
+        });
+        let embed = 151_936 * 896;
+        assert_eq!(
+            gpu.get("gradients from the backward pass (16-bit)"),
+            2 * (embed + 896)
+        );
+        assert_eq!(plan.get("optimizer update temporaries"), 0, "in place on the CPU");
+        assert_eq!(gpu.get("optimizer update temporaries"), 3 * 4 * embed);
         assert_eq!(plan.get("master weights (f32)"), 4 * p);
         assert_eq!(plan.get("optimizer state (AdamW, f32)"), 8 * p);
         assert_eq!(plan.get("activations, layers that keep them"), 0);
@@ -504,7 +567,7 @@ mod tests {
             ..input.clone()
         });
         let acts = |p: &Plan| {
-            p.get("activations, checkpointed layers (inputs, packed weights)")
+            p.get("activations, checkpointed layers (inputs)")
                 + p.get("activations, the checkpointed layer being recomputed")
         };
         assert!(acts(&long) < 2 * acts(&plan) && acts(&long) > acts(&plan));
@@ -525,7 +588,7 @@ mod tests {
         let cuda = |seq| {
             estimate(&PlanInput {
                 seq,
-                composed_attention: true,
+                gpu: true,
                 ..input.clone()
             })
             .get("attention scores (composed path, CUDA)")
@@ -548,8 +611,8 @@ mod tests {
         assert!(head > 0 && layer > 0);
         assert_eq!(long.backward_peak(), long.held(Held::Backward) + head.max(layer));
         assert_eq!(long.held(Held::Update), long.get("optimizer update temporaries"));
-        // One layer, one token, f32: the update's three f32 copies of the
-        // embedding outweigh the backward pass.
+        // One layer, one token, f32, on a GPU: the update's three f32 copies
+        // of the embedding outweigh the backward pass.
         let short = estimate(&PlanInput {
             config: Config {
                 num_hidden_layers: 1,
@@ -557,6 +620,7 @@ mod tests {
             },
             seq: 1,
             dtype: DType::F32,
+            gpu: true,
             ..input.clone()
         });
         assert!(short.held(Held::Update) > short.backward_peak());

@@ -105,10 +105,11 @@ impl Layer {
 /// compute it again in the backward pass ([`ops::checkpoint`]).
 ///
 /// On the CPU it runs the fused kernels: in `f32`, and for a `bf16`/`f16`
-/// model on the layer's weights and input converted to `f32` (the products'
-/// inputs are the 16-bit values, their sums `f32`, as on a GPU's tensor
-/// cores), its output rounded back; the activations between layers are in
-/// the model's dtype. Elsewhere it is the composition of candle ops.
+/// model on the layer's weights converted to `f32` (a bf16 model's products
+/// take their inputs rounded to bf16, with `f32` sums, as on a GPU's tensor
+/// cores); the activations between layers are `f32` (the residual stream
+/// as PyTorch's autocast keeps it). Elsewhere it is the composition of
+/// candle ops, in the model's dtype.
 #[derive(Clone)]
 struct LayerPass {
     /// Fused CPU kernels on `(batch * seq, hidden)` rows, or the composition
@@ -123,6 +124,9 @@ struct LayerPass {
     packed: Option<Vec<Vec<usize>>>,
     /// The composition's additive attention mask.
     bias: Option<Tensor>,
+    /// The model's dtype (the fused layers' products are bf16 ones for a
+    /// bf16 model, whatever dtype their inputs arrive in).
+    dtype: DType,
 }
 
 impl LayerPass {
@@ -133,10 +137,9 @@ impl LayerPass {
         };
         let eps = self.eps;
         if self.fused {
-            let dtype = x.dtype();
             // A bf16 model's products round their f32 inputs to bf16 (on
             // oneMKL where available; see ops/mkl.rs).
-            let _bf16 = ops::Bf16Products::set(dtype == DType::BF16);
+            let _bf16 = ops::Bf16Products::set(self.dtype == DType::BF16);
             let f32 = |t: &Tensor| t.to_dtype(DType::F32);
             let x = f32(x)?;
             let h = ops::rms_norm(&x, &f32(input_norm)?, eps)?;
@@ -153,7 +156,9 @@ impl LayerPass {
             let x = (x + a)?;
             let h = ops::rms_norm(&x, &f32(post_norm)?, eps)?;
             let m = ops::mlp_block(&h, &f32(&Tensor::cat(&[gate, up], 0)?)?, &f32(down)?)?;
-            (x + m)?.to_dtype(dtype)
+            // The residual stream stays f32 between fused layers, as under
+            // PyTorch's autocast (and no 16-bit op enters candle's graph).
+            x + m
         } else {
             let h = ops::rms_norm(x, input_norm, eps)?;
             let weights = [qw, qb, kw, kb, vw, vb, o];
@@ -447,7 +452,11 @@ impl Qwen2 {
         };
         let eps = self.config.rms_norm_eps;
         let mut x = ops::embedding(&self.embed, ids, Some(&self.grad_sink))?;
+        if self.fused_layers {
+            x = x.to_dtype(DType::F32)?;
+        }
         let pass = LayerPass {
+            dtype: self.dtype,
             fused: self.fused_layers,
             eps,
             heads: self.heads(b, t),
@@ -481,6 +490,10 @@ impl Qwen2 {
             } else {
                 pass.run(&x, &layer.tensors())?
             };
+        }
+        if self.fused_layers {
+            // Back to the model's dtype after the f32 residual stream.
+            return ops::rms_norm(&x, &self.norm.to_dtype(DType::F32)?, eps)?.to_dtype(self.dtype);
         }
         ops::rms_norm(&x, &self.norm, eps)
     }
