@@ -44,7 +44,7 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::math::{exp, max_of};
+use super::math::{dispatch_avx512, exp, max_of, with_avx512};
 use super::{cpu_slice, PARALLEL_MIN};
 
 #[cfg(feature = "cuda")]
@@ -468,6 +468,13 @@ impl State {
 
 /// `(sum exp(d), sum exp(d) d)` over `x`, with `d = (x - m) / T`.
 fn sum_exp(x: &[f32], m: f32, inv_t: f32) -> (f32, f32) {
+    dispatch_avx512!(sum_exp_avx512, sum_exp_plain, x, m, inv_t)
+}
+
+with_avx512!(sum_exp_avx512, sum_exp_plain, (x: &[f32], m: f32, inv_t: f32) -> (f32, f32));
+
+#[inline(always)]
+fn sum_exp_plain(x: &[f32], m: f32, inv_t: f32) -> (f32, f32) {
     #[inline(always)]
     fn term(z: f32, m: f32, inv_t: f32) -> (f32, f32) {
         let d = (z - m) * inv_t;
@@ -565,19 +572,47 @@ impl RowGrad {
         for (k, (zc, oc)) in z.chunks(CHUNK).zip(out.chunks_mut(CHUNK)).enumerate() {
             let x = T::load(zc, &mut xbuf);
             let g = &mut gbuf[..x.len()];
-            for (g, &z) in g.iter_mut().zip(x) {
-                let lp = (z - m) * inv_t - ln_s;
-                let p = exp(lp);
-                // p = 0 (a -inf logit, or one far below the max) gets 0,
-                // not p * -inf.
-                *g = if p > 0.0 { p * (c - g_h * lp) * inv_t } else { 0.0 };
-            }
+            let terms = GradTerms {
+                m,
+                ln_s,
+                c,
+                g_h,
+                inv_t,
+            };
+            dispatch_avx512!(grad_terms_avx512, grad_terms_plain, g, x, terms);
             let start = offset + k * CHUNK;
             if (start..start + g.len()).contains(&self.target) {
                 g[self.target - start] += self.g_lp * inv_t;
             }
             T::store(g, oc);
         }
+    }
+}
+
+/// The constants of a row's logit gradients ([`RowGrad::write`]).
+#[derive(Clone, Copy)]
+struct GradTerms {
+    m: f32,
+    ln_s: f32,
+    c: f32,
+    g_h: f32,
+    inv_t: f32,
+}
+
+with_avx512!(grad_terms_avx512, grad_terms_plain, (g: &mut [f32], x: &[f32], k: GradTerms) -> ());
+
+/// `g[i]`, the gradient of logit `x[i]` of a row (before the target's term).
+#[inline(always)]
+fn grad_terms_plain(g: &mut [f32], x: &[f32], k: GradTerms) {
+    for (g, &z) in g.iter_mut().zip(x) {
+        let lp = (z - k.m) * k.inv_t - k.ln_s;
+        let p = exp(lp);
+        // p = 0 (a -inf logit, or one far below the max) gets 0, not p * -inf.
+        *g = if p > 0.0 {
+            p * (k.c - k.g_h * lp) * k.inv_t
+        } else {
+            0.0
+        };
     }
 }
 

@@ -68,8 +68,52 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 /// Lanes of [`max_of`]'s running maxima (what the loop vectorises over).
 const MAX_LANES: usize = 16;
 
+/// Runs `$plain($args)` compiled a second time for AVX-512 where the CPU
+/// has it (the build targets baseline x86-64, 4 lanes): the same operations
+/// in the same order, so the same result, 16 lanes wide.
+macro_rules! with_avx512 {
+    ($avx:ident, $plain:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        fn $avx($($arg: $ty),*) -> $ret {
+            $plain($($arg),*)
+        }
+    };
+}
+pub(crate) use with_avx512;
+
+/// Calls the AVX-512 build of a function where the CPU has AVX-512F, else
+/// the plain one.
+macro_rules! dispatch_avx512 {
+    ($avx:ident, $plain:ident, $($arg:expr),*) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU has AVX-512F, checked on the line above.
+                let out = unsafe { $avx($($arg),*) };
+                out
+            } else {
+                $plain($($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $plain($($arg),*)
+        }
+    }};
+}
+pub(crate) use dispatch_avx512;
+
 /// The largest of `x` (NaNs skipped), -inf for none.
 pub(crate) fn max_of(x: &[f32]) -> f32 {
+    dispatch_avx512!(max_of_avx512, max_of_plain, x)
+}
+
+with_avx512!(max_of_avx512, max_of_plain, (x: &[f32]) -> f32);
+
+#[inline(always)]
+fn max_of_plain(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; MAX_LANES];
     let mut it = x.chunks_exact(MAX_LANES);
     for c in &mut it {
@@ -89,6 +133,13 @@ const SUM_LANES: usize = 16;
 /// `sum(x)` in sixteen lanes, so the loop vectorises (a fixed order: the
 /// result depends only on `x`).
 pub(crate) fn sum_of(x: &[f32]) -> f32 {
+    dispatch_avx512!(sum_of_avx512, sum_of_plain, x)
+}
+
+with_avx512!(sum_of_avx512, sum_of_plain, (x: &[f32]) -> f32);
+
+#[inline(always)]
+fn sum_of_plain(x: &[f32]) -> f32 {
     let mut acc = [0f32; SUM_LANES];
     let mut it = x.chunks_exact(SUM_LANES);
     for c in &mut it {
@@ -103,29 +154,16 @@ pub(crate) fn sum_of(x: &[f32]) -> f32 {
 /// x86-64 (4 lanes); where the CPU has AVX-512 the same loop runs 16 lanes
 /// wide, with the same result in every element (no operation changes).
 pub(crate) fn exp_shifted(x: &mut [f32], c: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        #[allow(unsafe_code)]
-        // SAFETY: the CPU has AVX-512F, checked on the line above.
-        unsafe {
-            exp_shifted_avx512(x, c)
-        };
-        return;
-    }
-    exp_shifted_plain(x, c);
+    dispatch_avx512!(exp_shifted_avx512, exp_shifted_plain, x, c)
 }
+
+with_avx512!(exp_shifted_avx512, exp_shifted_plain, (x: &mut [f32], c: f32) -> ());
 
 #[inline(always)]
 fn exp_shifted_plain(x: &mut [f32], c: f32) {
     for v in x {
         *v = exp(*v - c);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn exp_shifted_avx512(x: &mut [f32], c: f32) {
-    exp_shifted_plain(x, c);
 }
 
 #[cfg(test)]
