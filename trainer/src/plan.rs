@@ -211,7 +211,7 @@ pub fn estimate(input: &PlanInput) -> Plan {
     // weights, the 16-bit concatenations they are converted from).
     let layer_weight_copies = layer_params * (4 + if half { s } else { 0 });
     // A recomputed layer on the CPU: f32 copies of its weights (of 16-bit
-    // ones), their f32 concatenations and those's gradients; elsewhere as a
+    // ones), their f32 concatenations and the gradients of those; elsewhere as a
     // layer that keeps its activations.
     let recompute_copies = if cpu {
         layer_params * (if half { 4 } else { 0 } + 6)
