@@ -279,14 +279,6 @@ fn cpu_f32(g: &Tensor) -> Option<()> {
     (g.device().is_cpu() && g.dtype() == DType::F32 && g.is_contiguous()).then_some(())
 }
 
-/// The contiguous `f32` data of a CPU storage.
-fn f32_data<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (candle_core::CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
-        _ => candle_core::bail!("expected a contiguous f32 tensor"),
-    }
-}
-
 /// The sum of squares of a tensor's elements, in `f64`, as a scalar.
 struct SumSquares;
 
@@ -301,7 +293,7 @@ impl candle_core::CustomOp1 for SumSquares {
         l: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
-        let total: f64 = f32_data(s, l)?
+        let total: f64 = crate::ops::cpu_slice(s, l, "sum-squares")?
             .par_chunks(1 << 16)
             .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
             .sum();
@@ -322,15 +314,10 @@ impl candle_core::InplaceOp1 for Scale {
 
     fn cpu_fwd(&self, s: &mut candle_core::CpuStorage, l: &candle_core::Layout) -> Result<()> {
         use rayon::prelude::*;
-        match (s, l.contiguous_offsets()) {
-            (candle_core::CpuStorage::F32(d), Some((a, b))) => {
-                d[a..b]
-                    .par_chunks_mut(1 << 16)
-                    .for_each(|c| c.iter_mut().for_each(|x| *x *= self.0));
-                Ok(())
-            }
-            _ => candle_core::bail!("scale: expected a contiguous f32 tensor"),
-        }
+        crate::ops::cpu_slice_mut(s, l, "scale")?
+            .par_chunks_mut(1 << 16)
+            .for_each(|c| c.iter_mut().for_each(|x| *x *= self.0));
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_slice, fused, PARALLEL_MIN};
+use super::{cpu_slice, cpu_slice_mut, fused, PARALLEL_MIN};
 
 /// The scalars of one update.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,10 +134,7 @@ fn slice_of<'a>(st: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 
 /// The `f32` data of an in-place op's destination.
 fn slice_of_mut<'a>(st: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (st, l.contiguous_offsets()) {
-        (CpuStorage::F32(d), Some((a, b))) => Ok(&mut d[a..b]),
-        _ => candle_core::bail!("adamw_update_in_place: expected a contiguous f32 tensor"),
-    }
+    cpu_slice_mut(st, l, "adamw_update_in_place")
 }
 
 /// A moment, in place: `x = beta x + (1 - beta) g` (`g^2` with `square`).

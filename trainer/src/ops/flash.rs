@@ -43,7 +43,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::attention::{check_flat, heads_to_rows, pads_of};
-use super::gemm::{bf16_products, matmul, matmul_bf16_bits, round_bf16, Bf16Mat, Mat, MatMut};
+use super::gemm::{bf16_products, matmul, matmul_bf16_bits, round_bf16, rounded_bf16, Bf16Mat, Mat, MatMut};
 use super::math::{exp, exp_shifted, max_of, sum_of};
 use super::{causal_attention_reference, cpu_slice, fused, mkl, Heads};
 
@@ -508,11 +508,6 @@ struct HeadBits {
 impl HeadBits {
     fn new(qkv: &[f32], heads: &Heads, task: Task, dy: Option<&[f32]>) -> HeadBits {
         let (t, hd) = (heads.seq, heads.head_dim);
-        let round = |src: &[f32]| {
-            let mut out = vec![0u16; src.len()];
-            round_bf16(src, &mut out);
-            out
-        };
         let v_off = task.k + heads.kv_len();
         let d_o = match dy {
             Some(dy) => {
@@ -528,9 +523,9 @@ impl HeadBits {
             None => Vec::new(),
         };
         HeadBits {
-            q: round(&qkv[task.q..task.q + t * hd]),
-            k: round(&qkv[task.k..task.k + t * hd]),
-            v: round(&qkv[v_off..v_off + t * hd]),
+            q: rounded_bf16(&qkv[task.q..task.q + t * hd]),
+            k: rounded_bf16(&qkv[task.k..task.k + t * hd]),
+            v: rounded_bf16(&qkv[v_off..v_off + t * hd]),
             d_o,
             hd,
         }

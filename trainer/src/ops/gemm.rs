@@ -358,6 +358,13 @@ pub(crate) fn round_bf16(src: &[f32], dst: &mut [u16]) {
     round_bf16_plain(src, dst);
 }
 
+/// `src` rounded to bf16 bits, in a new buffer ([`round_bf16`]).
+pub(crate) fn rounded_bf16(src: &[f32]) -> Vec<u16> {
+    let mut bits = vec![0u16; src.len()];
+    round_bf16(src, &mut bits);
+    bits
+}
+
 #[inline(always)]
 fn round_bf16_plain(src: &[f32], dst: &mut [u16]) {
     for (d, &x) in dst.iter_mut().zip(src) {

@@ -23,7 +23,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 use super::block::with_data;
-use super::gemm::{bf16_products, matmul, matmul_bf16_bits, round_bf16, Bf16Mat, Bf16Products, Mat, MatMut};
+use super::gemm::{
+    bf16_products, matmul, matmul_bf16_bits, rounded_bf16, Bf16Mat, Bf16Products, Mat, MatMut,
+};
 use super::grad_sink::GradSink;
 use super::logprob::{stats_grad, stats_raw};
 use super::{fused, fused_path, linear, mkl, token_stats, TokenStats};
@@ -131,18 +133,7 @@ fn weight_bits(w: &Tensor) -> Result<Option<Vec<u16>>> {
         return Ok(None);
     }
     let w = w.contiguous()?;
-    with_data(&w, "lm-head", |w| {
-        let mut bits = vec![0u16; w.len()];
-        round_bf16(w, &mut bits);
-        Ok(Some(bits))
-    })
-}
-
-/// `data` rounded to bf16.
-fn bits_of(data: &[f32]) -> Vec<u16> {
-    let mut bits = vec![0u16; data.len()];
-    round_bf16(data, &mut bits);
-    bits
+    with_data(&w, "lm-head", |w| Ok(Some(rounded_bf16(w))))
 }
 
 /// The logits `hc @ W^T` of one chunk, on the rounded weight when given.
@@ -155,7 +146,7 @@ fn chunk_logits(hc: &Tensor, w: &Tensor, w_bits: Option<&[u16]>) -> Result<Tenso
     let hc = hc.contiguous()?;
     let mut out = vec![0f32; n * vocab];
     with_data(&hc, "lm-head", |h| {
-        let hb = bits_of(h);
+        let hb = rounded_bf16(h);
         matmul_bf16_bits(
             MatMut::rows(&mut out, 0, n, vocab, vocab),
             Bf16Mat::rows(&hb, 0, n, d, d),
@@ -257,7 +248,7 @@ impl CustomOp3 for LmHeadStats {
                     // dZ and the chunk rounded once for both products.
                     with_data(&dz, "lm-head backward", |dz| {
                         with_data(&hc, "lm-head backward", |hc| {
-                            let (dzb, hb) = (bits_of(dz), bits_of(hc));
+                            let (dzb, hb) = (rounded_bf16(dz), rounded_bf16(hc));
                             let dzm = Bf16Mat::rows(&dzb, 0, n, vocab, vocab);
                             let dh = MatMut::rows(&mut dhc, 0, n, d, d);
                             matmul_bf16_bits(dh, dzm, Bf16Mat::rows(w_bits, 0, vocab, d, d), false, true);

@@ -90,7 +90,7 @@ fn split_grads(
 }
 
 /// The contiguous `f32` data behind a CPU tensor layout, or an error naming `what`.
-fn cpu_slice<'a>(
+pub(crate) fn cpu_slice<'a>(
     storage: &'a candle_core::CpuStorage,
     layout: &candle_core::Layout,
     what: &str,
@@ -102,6 +102,19 @@ fn cpu_slice<'a>(
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{what}: input must be contiguous"),
+    }
+}
+
+/// [`cpu_slice`] for writing: the contiguous `f32` data of a storage that an
+/// in-place op updates.
+pub(crate) fn cpu_slice_mut<'a>(
+    storage: &'a mut candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&mut data[start..end]),
+        _ => candle_core::bail!("{what}: expected a contiguous f32 tensor"),
     }
 }
 
