@@ -44,6 +44,7 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use super::gemm::round_bf16;
 use super::math::{dispatch_avx512, exp, max_of, with_avx512};
 use super::{cpu_slice, PARALLEL_MIN};
 
@@ -54,7 +55,7 @@ mod cuda;
 /// then two for the backward pass, the row's largest logit `m` and `ln s`
 /// with `s = sum_j exp((z_j - m) / T)`, so that `log p_j = (z_j - m) / T -
 /// ln s` holds without the rounding of `z_j / T - lse` at large logits.
-const STATS: usize = 5;
+pub(super) const STATS: usize = 5;
 
 /// Logits of a row reduced as one task (then merged with the row's others).
 const PIECE: usize = 16 * 1024;
@@ -560,16 +561,41 @@ impl RowGrad {
         }
     }
 
+    /// Whether no gradient reaches the row (a masked one): all zeros.
+    fn masked(&self) -> bool {
+        self.g_lse == 0.0 && self.g_lp == 0.0 && self.g_h == 0.0
+    }
+
     /// The gradient of the logits `z[offset..offset + out.len()]` of the row.
     fn write<T: Logit>(&self, z: &[T], out: &mut [T], offset: usize, inv_t: f32) {
-        if self.g_lse == 0.0 && self.g_lp == 0.0 && self.g_h == 0.0 {
-            return; // a masked row: its zeros are there already
+        if self.masked() {
+            return; // its zeros are there already
         }
+        self.each_chunk(z, offset, inv_t, |k, g| {
+            T::store(g, &mut out[k * CHUNK..][..g.len()])
+        });
+    }
+
+    /// [`RowGrad::write`] rounded to bf16 bits, into an `out` that may hold
+    /// anything (every element is written).
+    fn write_bits(&self, z: &[f32], out: &mut [u16], offset: usize, inv_t: f32) {
+        if self.masked() {
+            out.fill(0);
+            return;
+        }
+        self.each_chunk(z, offset, inv_t, |k, g| {
+            round_bf16(g, &mut out[k * CHUNK..][..g.len()])
+        });
+    }
+
+    /// The row's gradient at `z[offset..]`, `CHUNK` logits at a time: `f(k,
+    /// g)` gets chunk `k`'s gradient `g`.
+    fn each_chunk<T: Logit>(&self, z: &[T], offset: usize, inv_t: f32, mut f: impl FnMut(usize, &[f32])) {
         let c = self.g_lse - self.g_lp - self.g_h * self.entropy;
         let (m, ln_s, g_h) = (self.m, self.ln_s, self.g_h);
         let mut xbuf = [0f32; CHUNK];
         let mut gbuf = [0f32; CHUNK];
-        for (k, (zc, oc)) in z.chunks(CHUNK).zip(out.chunks_mut(CHUNK)).enumerate() {
+        for (k, zc) in z.chunks(CHUNK).enumerate() {
             let x = T::load(zc, &mut xbuf);
             let g = &mut gbuf[..x.len()];
             let terms = GradTerms {
@@ -584,7 +610,7 @@ impl RowGrad {
             if (start..start + g.len()).contains(&self.target) {
                 g[self.target - start] += self.g_lp * inv_t;
             }
-            T::store(g, oc);
+            f(k, g);
         }
     }
 }
@@ -638,6 +664,64 @@ fn backward<T: Logit>(logits: &[T], targets: &[u32], aux: &[f32], v: usize, inv_
             .for_each(|((o, z), (&t, a))| RowGrad::new(a, t).write(z, o, 0, inv_t));
     }
     out
+}
+
+/// [`backward`] for `f32` logits, the gradient rounded to bf16 bits into
+/// `out` (as long as the logits; every element written): for a product that
+/// reads it as bf16 anyway, without an `f32` gradient in between.
+pub(super) fn grad_bits(logits: &[f32], targets: &[u32], aux: &[f32], v: usize, inv_t: f32, out: &mut [u16]) {
+    assert!(
+        logits.len() == targets.len() * v
+            && out.len() == logits.len()
+            && aux.len() == targets.len() * 2 * STATS,
+        "grad_bits: {} logits, {} targets of {v}, {} aux, {} out",
+        logits.len(),
+        targets.len(),
+        aux.len(),
+        out.len()
+    );
+    out.par_chunks_mut(v)
+        .zip(logits.par_chunks(v))
+        .zip(targets.par_iter().zip(aux.par_chunks(2 * STATS)))
+        .for_each(|((o, z), (&t, a))| {
+            let g = RowGrad::new(a, t);
+            o.par_chunks_mut(PIECE)
+                .zip(z.par_chunks(PIECE))
+                .enumerate()
+                .for_each(|(p, (o, z))| g.write_bits(z, o, p * PIECE, inv_t));
+        });
+}
+
+/// The fused forward's `STATS` floats a row for `f32` logits `(targets.len(),
+/// v)` in a slice; an error names a target outside the vocabulary.
+pub(super) fn stats_rows(logits: &[f32], targets: &[u32], v: usize, temperature: f64) -> Result<Vec<f32>> {
+    if let Some(bad) = targets.iter().find(|&&t| t as usize >= v) {
+        candle_core::bail!("token_stats: target {bad} is outside the vocabulary of {v}");
+    }
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        candle_core::bail!("token_stats: the temperature must be positive and finite, got {temperature}");
+    }
+    assert_eq!(
+        logits.len(),
+        targets.len() * v,
+        "stats_rows: logits and targets differ"
+    );
+    Ok(forward(logits, targets, v, (1.0 / temperature) as f32))
+}
+
+/// Row `r` of the backward's `aux` input (`2 * STATS` floats a row): `raw`'s
+/// row (the forward's `STATS` floats), then the gradients of its first three.
+pub(super) fn grad_aux(raw: &[f32], grad3: &[f32]) -> Vec<f32> {
+    let mut aux = vec![0f32; raw.len() * 2];
+    for ((a, r), g) in aux
+        .chunks_mut(2 * STATS)
+        .zip(raw.chunks(STATS))
+        .zip(grad3.chunks(3))
+    {
+        a[..STATS].copy_from_slice(r);
+        a[STATS..STATS + 3].copy_from_slice(g);
+    }
+    aux
 }
 
 #[cfg(test)]
