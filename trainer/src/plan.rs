@@ -27,14 +27,16 @@
 //!   h + 3 I)` bytes (inputs and outputs of the norms, residual adds, the
 //!   flat q/k/v, attention output and log-sum-exp, the MLP's gate/up
 //!   projection and SwiGLU output), and the `f32` copies of its weights that
-//!   the ops take; per checkpointed layer only its input `N d s` (`4 N d`
-//!   on the CPU, whose residual stream is `f32`), plus one
-//!   layer's activations and weight copies while the backward pass
+//!   the ops take; per checkpointed layer only its input `N d s` (on the
+//!   CPU `4 N d`, its residual stream being `f32`, and the attention core's
+//!   output and log-sum-exp `4 N (d + h)` that its recomputation reuses),
+//!   plus one layer's activations and weight copies while the backward pass
 //!   recomputes it;
 //! - the LM head and loss, `chunk` positions at a time: one chunk's logits
-//!   and their gradient in `f32`, the weight's `f32` copy (and on the CPU
-//!   its bf16 rounding; elsewhere the `f32` gradient being summed), and 5
-//!   floats of statistics per position;
+//!   in `f32` and their gradient (on the CPU for 16-bit weights, bf16 bits
+//!   read straight from the weight; elsewhere the gradient in `f32`, the
+//!   weight's `f32` copy and the `f32` gradient being summed), and 5 floats
+//!   of statistics per position;
 //! - for RL, counted throughout (an upper bound: the engine frees its cache
 //!   after the rollout), the rollout engine's paged KV cache (`rows x len x
 //!   L x 2 kv hd s`, at most `[engine] kv_cache_mib`, which is what the
@@ -227,18 +229,19 @@ pub fn estimate(input: &PlanInput) -> Plan {
         .map(|(_, sh, _)| numel(sh))
         .sum();
     let sunk = ck * layer_params + if cpu { head_params } else { 0 };
-    // The LM head's buffers while it runs: one chunk's logits and their
-    // gradient in f32. On the CPU (16-bit weight): the weight's f32 copy and
-    // bf16 rounding and the chunk's rounded gradient; its f32 gradient sum
-    // is the sink's, counted with the f32 gradients. Elsewhere: the f32 copy,
-    // the f32 gradient sum, and for 16-bit weights their conversions.
+    // The LM head's buffers while it runs: one chunk's logits in f32. On
+    // the CPU (16-bit weight, ops/lm_head.rs's direct path): their gradient
+    // as bf16 bits; the products read the weight itself, and its f32
+    // gradient sum is the sink's, counted with the f32 gradients.
+    // Elsewhere: the gradient in f32, the weight's f32 copy, the f32
+    // gradient sum, and for 16-bit weights their conversions.
     let chunk_rows = CHUNK.min(n);
-    let lm_head = 2 * 4 * chunk_rows * v
+    let lm_head = 4 * chunk_rows * v
         + 4 * 5 * n
         + if cpu && half {
-            2 * chunk_rows * v + 4 * v * d + 2 * v * d
+            2 * chunk_rows * v
         } else {
-            2 * 4 * v * d + if half { 4 * v * d } else { 0 }
+            4 * chunk_rows * v + 2 * 4 * v * d + if half { 4 * v * d } else { 0 }
         };
     use Held::{Backward, LmHead, Recompute, Throughout, Update};
     let mut out = vec![
@@ -272,9 +275,15 @@ pub fn estimate(input: &PlanInput) -> Plan {
             Backward,
         ),
         (
-            // f32 on the CPU, whose fused layers keep an f32 residual stream.
+            // f32 on the CPU, whose fused layers keep an f32 residual stream
+            // and the attention core's output and log-sum-exp for the
+            // recomputation (ops::AttentionMemo).
             "activations, checkpointed layers (inputs)".into(),
-            ck * n * d * if cpu { 4 } else { s },
+            ck * if cpu {
+                4 * n * d + 4 * n * (d + h)
+            } else {
+                n * d * s
+            },
             Backward,
         ),
         (
@@ -561,6 +570,17 @@ mod tests {
         assert_eq!(plan.get("master weights (f32)"), 4 * p);
         assert_eq!(plan.get("optimizer state (AdamW, f32)"), 8 * p);
         assert_eq!(plan.get("activations, layers that keep them"), 0);
+        // Per checkpointed layer on the CPU: its f32 input, and the attention
+        // core's output and log-sum-exp (14 heads) for the recomputation.
+        assert_eq!(
+            plan.get("activations, checkpointed layers (inputs)"),
+            24 * 4 * 4096 * (896 + 896 + 14)
+        );
+        // The LM head: a chunk's f32 logits and bf16 gradient, the statistics.
+        assert_eq!(
+            plan.get("LM head and loss (chunked logits)"),
+            6 * 1024 * 151_936 + 20 * 4096
+        );
         // Linear in the sequence: doubling it doubles the activations.
         let long = estimate(&PlanInput {
             seq: 8192,

@@ -131,7 +131,10 @@ struct LayerPass {
 
 impl LayerPass {
     /// The layer's output for input `x` and weights `w` (as [`Layer::tensors`]).
-    fn run(&self, x: &Tensor, w: &[Tensor]) -> Result<Tensor> {
+    /// The layer for input `x` and weights `w`; `memo` carries the
+    /// attention core's output from a checkpointed layer's forward pass to
+    /// its recomputation ([`ops::AttentionMemo`]).
+    fn run(&self, x: &Tensor, w: &[Tensor], memo: Option<&ops::AttentionMemo>) -> Result<Tensor> {
         let [input_norm, qw, qb, kw, kb, vw, vb, o, post_norm, gate, up, down] = w else {
             candle_core::bail!("a decoder layer has 12 parameters, got {}", w.len());
         };
@@ -151,7 +154,7 @@ impl LayerPass {
                 None => ops::RowMask::LeftPad(self.pads.as_deref()),
             };
             let a = ops::attention_block_masked(
-                &h, &w_attn, &b_attn, &self.cos, &self.sin, self.heads, scale, mask,
+                &h, &w_attn, &b_attn, &self.cos, &self.sin, self.heads, scale, mask, memo,
             )?;
             let x = (x + a)?;
             let h = ops::rms_norm(&x, &f32(post_norm)?, eps)?;
@@ -478,8 +481,12 @@ impl Qwen2 {
             x = if l < self.checkpoint_layers {
                 let as_f32 = pass.fused;
                 let pass = pass.clone();
+                // The forward pass leaves the attention core's output here
+                // for the recomputation (selective recomputation: the
+                // quadratic part runs once).
+                let memo = ops::AttentionMemo::default();
                 let f: std::sync::Arc<ops::Recompute> =
-                    std::sync::Arc::new(move |x: &Tensor, w: &[Tensor]| pass.run(x, w));
+                    std::sync::Arc::new(move |x: &Tensor, w: &[Tensor]| pass.run(x, w, Some(&memo)));
                 // The fused layers read their weights in f32 anyway: the
                 // recomputation takes f32 copies, whose gradients stay f32.
                 let to = ops::WeightGrads::Sink {
@@ -488,7 +495,7 @@ impl Qwen2 {
                 };
                 ops::checkpoint(&x, &layer.tensors(), f, to)?
             } else {
-                pass.run(&x, &layer.tensors())?
+                pass.run(&x, &layer.tensors(), None)?
             };
         }
         if self.fused_layers {

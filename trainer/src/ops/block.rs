@@ -16,7 +16,7 @@
 //!
 //! The `*_reference` functions are those compositions.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
@@ -58,10 +58,62 @@ pub fn attention_block(
     q_scale: f64,
     left_pad: Option<&[usize]>,
 ) -> Result<Tensor> {
-    attention_block_masked(h, w, bias, cos, sin, heads, q_scale, RowMask::LeftPad(left_pad))
+    attention_block_masked(
+        h,
+        w,
+        bias,
+        cos,
+        sin,
+        heads,
+        q_scale,
+        RowMask::LeftPad(left_pad),
+        None,
+    )
 }
 
-/// [`attention_block`] with left padding or packed rows ([`RowMask`]).
+/// The attention core's output and log-sum-exp from one call of
+/// [`attention_block_masked`], handed to the next call given the same memo:
+/// selective recomputation for a checkpointed layer, whose backward pass
+/// runs the layer again on the same inputs. The fused path fills an empty
+/// memo and takes (empties) a full one instead of running the attention
+/// core, the quadratic part of the layer, a second time, for `4 (d + heads)`
+/// bytes per row kept between the passes. The caller promises the same
+/// inputs on both calls ([`super::Recompute`]'s contract); a memo of the
+/// wrong size is ignored.
+#[derive(Clone, Default)]
+pub struct AttentionMemo(Arc<Mutex<Option<CoreOut>>>);
+
+/// The attention core's output `y` and log-sum-exp `lse`, shared between
+/// an op's saved state and a memo without copies.
+#[derive(Clone)]
+struct CoreOut {
+    y: Arc<Vec<f32>>,
+    lse: Arc<Vec<f32>>,
+}
+
+impl AttentionMemo {
+    fn take(&self, y_len: usize, lse_len: usize) -> Option<CoreOut> {
+        let mut slot = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.take()
+            .filter(|c| c.y.len() == y_len && c.lse.len() == lse_len)
+    }
+
+    fn put(&self, out: &CoreOut) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(out.clone());
+    }
+
+    /// Whether the memo holds a core output now.
+    pub fn is_full(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+/// [`attention_block`] with left padding or packed rows ([`RowMask`]), and
+/// optionally an [`AttentionMemo`] shared with the recomputation of the
+/// same call.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_block_masked(
     h: &Tensor,
@@ -72,6 +124,7 @@ pub fn attention_block_masked(
     heads: Heads,
     q_scale: f64,
     mask: RowMask<'_>,
+    memo: Option<&AttentionMemo>,
 ) -> Result<Tensor> {
     let (rows, d) = h.dims2()?;
     let width = heads.width();
@@ -107,6 +160,7 @@ pub fn attention_block_masked(
             core,
             saved: Mutex::new(None),
             bf16: bf16_products(),
+            memo: memo.cloned(),
         };
         h.contiguous()?
             .apply_op3(&w.contiguous()?, &bias.contiguous()?, op)
@@ -166,16 +220,17 @@ struct AttentionBlock {
     saved: Mutex<Option<AttentionSaved>>,
     /// The projections' products are bf16 ones ([`Bf16Products`]).
     bf16: bool,
+    /// Where the core's output goes to, or comes from ([`AttentionMemo`]).
+    memo: Option<AttentionMemo>,
 }
 
 /// What the backward pass needs from the forward pass.
 struct AttentionSaved {
     /// The flat q/k/v.
     qkv: Vec<f32>,
-    /// The log-sum-exp of each query's attention scores.
-    lse: Vec<f32>,
-    /// The attention output, before the output projection.
-    y: Vec<f32>,
+    /// The attention output before the output projection, and the
+    /// log-sum-exp of each query's attention scores.
+    core: CoreOut,
 }
 
 impl CustomOp3 for AttentionBlock {
@@ -209,17 +264,32 @@ impl CustomOp3 for AttentionBlock {
         );
         let qkv = self.qkv.forward(&raw, bias);
         drop(raw);
-        let (y, lse) = self.core.forward(&qkv);
+        let lse_len = self.qkv.heads().heads * rows;
+        let core = match self.memo.as_ref().and_then(|m| m.take(rows * d, lse_len)) {
+            Some(core) => core,
+            None => {
+                let (y, lse) = self.core.forward(&qkv);
+                let core = CoreOut {
+                    y: Arc::new(y),
+                    lse: Arc::new(lse),
+                };
+                if let Some(memo) = &self.memo {
+                    memo.put(&core);
+                }
+                core
+            }
+        };
+        let y: &[f32] = &core.y;
         let mut out = vec![0f32; rows * d];
         let wo = Mat::rows(w, width * d, d, d, d);
         matmul(
             MatMut::rows(&mut out, 0, rows, d, d),
-            Mat::rows(&y, 0, rows, d, d),
+            Mat::rows(y, 0, rows, d, d),
             wo.t(),
             false,
             true,
         );
-        *self.saved.lock().expect("attention block state poisoned") = Some(AttentionSaved { qkv, lse, y });
+        *self.saved.lock().expect("attention block state poisoned") = Some(AttentionSaved { qkv, core });
         Ok((CpuStorage::F32(out), Shape::from((rows, d))))
     }
 
@@ -276,7 +346,7 @@ impl AttentionBlock {
             false,
             true,
         );
-        let ym = Mat::rows(&saved.y, 0, rows, d, d);
+        let ym = Mat::rows(&saved.core.y, 0, rows, d, d);
         matmul(
             MatMut::rows(&mut dw, width * d, d, d, d),
             dam.t(),
@@ -285,7 +355,9 @@ impl AttentionBlock {
             true,
         );
         // Attention, then the head layout, rotation and bias.
-        let d_qkv = self.core.backward(&saved.qkv, &saved.y, &saved.lse, &dy);
+        let d_qkv = self
+            .core
+            .backward(&saved.qkv, &saved.core.y, &saved.core.lse, &dy);
         drop(dy);
         let mut both = self.qkv.backward(&d_qkv);
         drop(d_qkv);
@@ -584,7 +656,7 @@ mod tests {
         // Positions restart with each sequence: per-row rotary tables.
         let (cos, sin) = (randn(&[2, 9, 4], 4), randn(&[2, 9, 4], 5));
         let mask = RowMask::Packed(&starts);
-        let a = attention_block_masked(&h, &w, &bias, &cos, &sin, hs, 0.35, mask)?;
+        let a = attention_block_masked(&h, &w, &bias, &cos, &sin, hs, 0.35, mask, None)?;
         let b = attention_block_masked_reference(&h, &w, &bias, &cos, &sin, hs, 0.35, mask)?;
         assert!(max_diff(&a, &b) < 1e-4);
         let g = randn(&[rows, d], 6);
@@ -594,6 +666,59 @@ mod tests {
             let diff = max_diff(ga.get(v).unwrap(), gb.get(v).unwrap());
             assert!(diff < 1e-3, "{name}: {diff}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_memo_carries_the_core_output_to_the_recomputation() -> Result<()> {
+        let hs = Heads {
+            batch: 1,
+            seq: 37,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+        };
+        let (d, rows) = (hs.heads * hs.head_dim, hs.batch * hs.seq);
+        let w = (randn(&[hs.width() + d, d], 2) * 0.3)?;
+        let (bias, cos, sin) = (randn(&[hs.width()], 3), randn(&[37, 4], 4), randn(&[37, 4], 5));
+        let mask = RowMask::LeftPad(None);
+        let run = |h: &Tensor, memo: Option<&AttentionMemo>| {
+            attention_block_masked(h, &w, &bias, &cos, &sin, hs, 0.35, mask, memo)
+        };
+        let bits = |t: &Tensor| -> Result<Vec<u32>> {
+            Ok(t.flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .map(|x| x.to_bits())
+                .collect())
+        };
+        let g = randn(&[rows, d], 6);
+        // Forward pass (no gradient), then the recomputation with gradients:
+        // the same bits as without a memo, forward and backward.
+        let h = randn(&[rows, d], 1);
+        let memo = AttentionMemo::default();
+        let first = run(&h, Some(&memo))?;
+        assert!(memo.is_full());
+        let hv = Var::from_tensor(&h)?;
+        let again = run(hv.as_tensor(), Some(&memo))?;
+        assert!(!memo.is_full(), "the recomputation takes the memo");
+        let plain_v = Var::from_tensor(&h)?;
+        let plain = run(plain_v.as_tensor(), None)?;
+        assert_eq!(bits(&first)?, bits(&plain)?);
+        assert_eq!(bits(&again)?, bits(&plain)?);
+        let ga = (&again * &g)?.sum_all()?.backward()?;
+        let gb = (&plain * &g)?.sum_all()?.backward()?;
+        assert_eq!(bits(ga.get(&hv).unwrap())?, bits(gb.get(&plain_v).unwrap())?);
+        // The memo is really read: filled from other rows of the same shape
+        // (which breaks the contract), it changes the output.
+        run(&randn(&[rows, d], 7), Some(&memo))?;
+        assert_ne!(bits(&run(&h, Some(&memo))?)?, bits(&plain)?);
+        // One of another size is ignored.
+        let short = Heads { seq: 20, ..hs };
+        let (c2, s2) = (randn(&[20, 4], 8), randn(&[20, 4], 9));
+        let h2 = randn(&[20, d], 10);
+        attention_block_masked(&h2, &w, &bias, &c2, &s2, short, 0.35, mask, Some(&memo))?;
+        assert_eq!(bits(&run(&h, Some(&memo))?)?, bits(&plain)?);
         Ok(())
     }
 

@@ -46,7 +46,7 @@ pub use adamw::{adamw_update, adamw_update_in_place, adamw_update_reference, Ada
 pub use attention::{causal_attention_reference, qkv_heads, qkv_heads_reference, Heads};
 pub use block::{
     attention_block, attention_block_masked, attention_block_masked_reference, attention_block_reference,
-    mlp_block, mlp_block_reference,
+    mlp_block, mlp_block_reference, AttentionMemo,
 };
 pub use checkpoint::{checkpoint, Recompute, WeightGrads};
 pub use embedding::embedding;
