@@ -22,11 +22,13 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 
 use super::attention::QkvHeads;
 use super::flash::{packed_attention_reference, Flash, RowMask};
-use super::gemm::{bf16_products, matmul, Bf16Products, Mat, MatMut};
+use super::gemm::{
+    bf16_products, matmul, matmul_bf16_bits, rounded_bf16, Bf16Mat, Bf16Products, Mat, MatMut,
+};
 use super::swiglu;
 use super::{
-    causal_attention_reference, cpu_slice, fused, linear_reference, qkv_heads_reference, swiglu_reference,
-    Heads,
+    causal_attention_reference, cpu_slice, fused, linear_reference, mkl, qkv_heads_reference,
+    swiglu_reference, Heads,
 };
 
 /// Runs `f` on the contiguous `f32` data of a CPU tensor.
@@ -409,17 +411,25 @@ pub fn mlp_block(h: &Tensor, w_gate_up: &Tensor, w_down: &Tensor) -> Result<Tens
         );
     }
     if fused(h) && fused(w_gate_up) && fused(w_down) {
-        h.contiguous()?.apply_op3(
-            &w_gate_up.contiguous()?,
-            &w_down.contiguous()?,
-            MlpBlock {
-                saved: Mutex::new(None),
-                bf16: bf16_products(),
-            },
-        )
+        let bf16 = bf16_products();
+        mlp_op(h, w_gate_up, w_down, bf16, bf16 && mkl::available())
     } else {
         mlp_block_reference(h, w_gate_up, w_down)
     }
+}
+
+/// The fused MLP op; `bits` keeps the SwiGLU output and its gradient as
+/// the bf16 bits their products read (needs oneMKL and `bf16`).
+fn mlp_op(h: &Tensor, w_gate_up: &Tensor, w_down: &Tensor, bf16: bool, bits: bool) -> Result<Tensor> {
+    h.contiguous()?.apply_op3(
+        &w_gate_up.contiguous()?,
+        &w_down.contiguous()?,
+        MlpBlock {
+            saved: Mutex::new(None),
+            bf16,
+            bits,
+        },
+    )
 }
 
 /// [`mlp_block`] as the composition of the smaller ops' references.
@@ -429,9 +439,20 @@ pub fn mlp_block_reference(h: &Tensor, w_gate_up: &Tensor, w_down: &Tensor) -> R
 
 struct MlpBlock {
     /// The gate/up projection and the SwiGLU output of the forward pass.
-    saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+    saved: Mutex<Option<(Vec<f32>, Swiglu)>>,
     /// The products are bf16 ones ([`Bf16Products`]).
     bf16: bool,
+    /// The SwiGLU output and its gradient exist only as bf16 bits (the
+    /// same roundings the bf16 products make of them, bit for bit, without
+    /// the `f32` buffers and the rounding passes: the gradient, `rows x 2i`,
+    /// was rounded once for each of its two products).
+    bits: bool,
+}
+
+/// The SwiGLU output, in `f32` or as bf16 bits ([`MlpBlock::bits`]).
+enum Swiglu {
+    F32(Vec<f32>),
+    Bits(Vec<u16>),
 }
 
 impl CustomOp3 for MlpBlock {
@@ -464,15 +485,25 @@ impl CustomOp3 for MlpBlock {
             false,
             true,
         );
-        let s = swiglu::forward(&gu, i);
         let mut out = vec![0f32; rows * d];
-        matmul(
-            MatMut::rows(&mut out, 0, rows, d, d),
-            Mat::rows(&s, 0, rows, i, i),
-            Mat::rows(wd, 0, d, i, i).t(),
-            false,
-            true,
-        );
+        let out_m = MatMut::rows(&mut out, 0, rows, d, d);
+        let s = if self.bits {
+            let s = swiglu::forward_bits(&gu, i);
+            let wdb = rounded_bf16(wd);
+            let (sm, wdm) = (Bf16Mat::rows(&s, 0, rows, i, i), Bf16Mat::rows(&wdb, 0, d, i, i));
+            matmul_bf16_bits(out_m, sm, wdm.t(), false, true);
+            Swiglu::Bits(s)
+        } else {
+            let s = swiglu::forward(&gu, i);
+            matmul(
+                out_m,
+                Mat::rows(&s, 0, rows, i, i),
+                Mat::rows(wd, 0, d, i, i).t(),
+                false,
+                true,
+            );
+            Swiglu::F32(s)
+        };
         *self.saved.lock().expect("mlp block state poisoned") = Some((gu, s));
         Ok((CpuStorage::F32(out), Shape::from((rows, d))))
     }
@@ -498,7 +529,12 @@ impl CustomOp3 for MlpBlock {
         let (dh, dgu_w, dd_w) = with_data(h, what, |h| {
             with_data(w_gate_up, what, |wgu| {
                 with_data(w_down, what, |wd| {
-                    with_data(&grad, what, |g| Ok(mlp_backward(dims, h, wgu, wd, g, gu, s)))
+                    with_data(&grad, what, |g| {
+                        Ok(match s {
+                            Swiglu::F32(s) => mlp_backward(dims, h, wgu, wd, g, gu, s),
+                            Swiglu::Bits(s) => mlp_backward_bits(dims, h, wgu, wd, g, gu, s),
+                        })
+                    })
                 })
             })
         })?;
@@ -566,11 +602,84 @@ fn mlp_backward(
     (dh, dwgu, dwd)
 }
 
+/// [`mlp_backward`] on bf16 bits: each operand rounded once for the
+/// products that read it, the SwiGLU gradient produced as bits.
+#[allow(clippy::too_many_arguments)]
+fn mlp_backward_bits(
+    (rows, d, i): (usize, usize, usize),
+    h: &[f32],
+    wgu: &[f32],
+    wd: &[f32],
+    dm: &[f32],
+    gu: &[f32],
+    s: &[u16],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let two_i = 2 * i;
+    let (dmb, wdb) = (rounded_bf16(dm), rounded_bf16(wd));
+    let dmm = Bf16Mat::rows(&dmb, 0, rows, d, d);
+    // Down projection: ds = dm @ wd, dwd = dm^T @ s.
+    let mut ds = vec![0f32; rows * i];
+    let wdm = Bf16Mat::rows(&wdb, 0, d, i, i);
+    matmul_bf16_bits(MatMut::rows(&mut ds, 0, rows, i, i), dmm, wdm, false, true);
+    let mut dwd = vec![0f32; d * i];
+    let sm = Bf16Mat::rows(s, 0, rows, i, i);
+    matmul_bf16_bits(MatMut::rows(&mut dwd, 0, d, i, i), dmm.t(), sm, false, true);
+    drop((dmb, wdb));
+    // SwiGLU, then the gate/up projection: dwgu = dgu^T @ h, dh = dgu @ wgu.
+    let dgu = swiglu::backward_bits(gu, &ds, i);
+    drop(ds);
+    let dgum = Bf16Mat::rows(&dgu, 0, rows, two_i, two_i);
+    let (hb, wgub) = (rounded_bf16(h), rounded_bf16(wgu));
+    let mut dwgu = vec![0f32; two_i * d];
+    let hm = Bf16Mat::rows(&hb, 0, rows, d, d);
+    matmul_bf16_bits(MatMut::rows(&mut dwgu, 0, two_i, d, d), dgum.t(), hm, false, true);
+    let mut dh = vec![0f32; rows * d];
+    let wgum = Bf16Mat::rows(&wgub, 0, two_i, d, d);
+    matmul_bf16_bits(MatMut::rows(&mut dh, 0, rows, d, d), dgum, wgum, false, true);
+    (dh, dwgu, dwd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::testing::{max_diff, randn};
     use candle_core::Var;
+
+    #[test]
+    fn the_mlp_on_bf16_bits_matches_its_f32_buffers_bit_for_bit() -> Result<()> {
+        // With bf16 products, keeping the SwiGLU output and gradient as bits
+        // must change nothing: the products round the same f32 values.
+        if !mkl::available() {
+            eprintln!("oneMKL is not available here: the bits path cannot run (nor be taken)");
+            return Ok(());
+        }
+        let (rows, d, i) = (300usize, 32usize, 48usize);
+        let h = Var::from_tensor(&randn(&[rows, d], 1))?;
+        let wgu = Var::from_tensor(&(randn(&[2 * i, d], 2) * 0.5)?)?;
+        let wd = Var::from_tensor(&(randn(&[d, i], 3) * 0.5)?)?;
+        let g = randn(&[rows, d], 4);
+        let bits = |t: &Tensor| -> Result<Vec<u32>> {
+            Ok(t.flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .map(|x| x.to_bits())
+                .collect())
+        };
+        let _bf16 = Bf16Products::set(true);
+        let a = mlp_op(&h, &wgu, &wd, true, true)?;
+        let b = mlp_op(&h, &wgu, &wd, true, false)?;
+        assert_eq!(bits(&a)?, bits(&b)?);
+        let ga = (&a * &g)?.sum_all()?.backward()?;
+        let gb = (&b * &g)?.sum_all()?.backward()?;
+        for v in [&h, &wgu, &wd] {
+            assert_eq!(bits(ga.get(v).unwrap())?, bits(gb.get(v).unwrap())?);
+        }
+        // And both are bf16 products: within bf16 rounding of the f32 reference.
+        let r = mlp_block_reference(&h, &wgu, &wd)?;
+        let scale = r.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(max_diff(&a, &r) < 2e-2 * scale, "{}", max_diff(&a, &r));
+        Ok(())
+    }
 
     #[test]
     fn attention_block_matches_the_reference_forward_and_backward() -> Result<()> {

@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use super::gemm::round_bf16;
 use super::math::sigmoid;
 use super::{cpu_slice, fused, PARALLEL_MIN};
 
@@ -83,12 +84,7 @@ impl CustomOp2 for SwiGluBackward {
 /// `silu(g) * u` of rows `[g | u]` of width `2i`.
 pub(super) fn forward(gu: &[f32], i: usize) -> Vec<f32> {
     let mut y = vec![0f32; gu.len() / 2];
-    let body = |(out, row): (&mut [f32], &[f32])| {
-        let (g, u) = row.split_at(i);
-        for ((o, g), u) in out.iter_mut().zip(g).zip(u) {
-            *o = g * sigmoid(*g) * u;
-        }
-    };
+    let body = |(out, row): (&mut [f32], &[f32])| forward_row(out, row, i);
     if gu.len() >= PARALLEL_MIN {
         y.par_chunks_mut(i).zip(gu.par_chunks(2 * i)).for_each(body);
     } else {
@@ -97,18 +93,61 @@ pub(super) fn forward(gu: &[f32], i: usize) -> Vec<f32> {
     y
 }
 
+/// [`forward`]'s output for one row `[g | u]` (`2 i` wide).
+#[inline]
+fn forward_row(out: &mut [f32], row: &[f32], i: usize) {
+    let (g, u) = row.split_at(i);
+    for ((o, g), u) in out.iter_mut().zip(g).zip(u) {
+        *o = g * sigmoid(*g) * u;
+    }
+}
+
+/// [`backward`]'s gradient for one row `[g | u]` and its output's gradient `gr`.
+#[inline]
+fn backward_row(out: &mut [f32], row: &[f32], gr: &[f32], i: usize) {
+    let (g, u) = row.split_at(i);
+    let (dg, du) = out.split_at_mut(i);
+    for ((((dg, du), g), u), gr) in dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(gr) {
+        let s = sigmoid(*g);
+        *dg = gr * u * s * (1.0 + g * (1.0 - s));
+        *du = gr * g * s;
+    }
+}
+
+/// [`forward`] rounded to bf16 bits, for a bf16 product that reads it:
+/// the rounding of the same `f32` values, without an `f32` copy.
+pub(super) fn forward_bits(gu: &[f32], i: usize) -> Vec<u16> {
+    let mut y = vec![0u16; gu.len() / 2];
+    y.par_chunks_mut(i).zip(gu.par_chunks(2 * i)).for_each_init(
+        || vec![0f32; i],
+        |buf, (out, row)| {
+            forward_row(buf, row, i);
+            round_bf16(buf, out);
+        },
+    );
+    y
+}
+
+/// [`backward`] rounded to bf16 bits (as [`forward_bits`]).
+pub(super) fn backward_bits(gu: &[f32], grad: &[f32], i: usize) -> Vec<u16> {
+    let mut d = vec![0u16; gu.len()];
+    d.par_chunks_mut(2 * i)
+        .zip(gu.par_chunks(2 * i))
+        .zip(grad.par_chunks(i))
+        .for_each_init(
+            || vec![0f32; 2 * i],
+            |buf, ((out, row), gr)| {
+                backward_row(buf, row, gr, i);
+                round_bf16(buf, out);
+            },
+        );
+    d
+}
+
 /// The gradient of rows `[g | u]` from that of their [`forward`] output.
 pub(super) fn backward(gu: &[f32], grad: &[f32], i: usize) -> Vec<f32> {
     let mut d = vec![0f32; gu.len()];
-    let body = |((out, row), gr): ((&mut [f32], &[f32]), &[f32])| {
-        let (g, u) = row.split_at(i);
-        let (dg, du) = out.split_at_mut(i);
-        for ((((dg, du), g), u), gr) in dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(gr) {
-            let s = sigmoid(*g);
-            *dg = gr * u * s * (1.0 + g * (1.0 - s));
-            *du = gr * g * s;
-        }
-    };
+    let body = |((out, row), gr): ((&mut [f32], &[f32]), &[f32])| backward_row(out, row, gr, i);
     if gu.len() >= PARALLEL_MIN {
         d.par_chunks_mut(2 * i)
             .zip(gu.par_chunks(2 * i))
