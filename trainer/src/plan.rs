@@ -24,9 +24,10 @@
 //!   parameter on a GPU; none on the CPU, which updates in place);
 //! - per layer that keeps its activations, what the fused layer ops and
 //!   candle's graph keep for the backward pass: `4 N (8 d + (h + 2 kv) hd +
-//!   h + 3 I)` bytes (inputs and outputs of the norms, residual adds, the
-//!   flat q/k/v, attention output and log-sum-exp, the MLP's gate/up
-//!   projection and SwiGLU output), and the `f32` copies of its weights that
+//!   h + 2 I) + b N I` bytes (inputs and outputs of the norms, residual
+//!   adds, the flat q/k/v, attention output and log-sum-exp, the MLP's
+//!   gate/up projection, and its SwiGLU output in `b` = 2 bytes, bf16 bits,
+//!   on the CPU for 16-bit weights, else 4), and the `f32` copies of its weights that
 //!   the ops take; per checkpointed layer only its input `N d s` (on the
 //!   CPU `4 N d`, its residual stream being `f32`, and the attention core's
 //!   output and log-sum-exp `4 N (d + h)` that its recomputation reuses),
@@ -207,8 +208,11 @@ pub fn estimate(input: &PlanInput) -> Plan {
     let n = (input.batch * input.seq) as u64;
     let ck = (input.checkpoint_layers as u64).min(layers);
     let kept = layers - ck;
-    let layer_acts = 4 * n * (8 * d + (h + 2 * kv) * hd + h + 3 * i);
     let (cpu, half) = (!input.gpu, s < 4);
+    // The SwiGLU output: bf16 bits on the CPU for 16-bit models (the bf16
+    // products read nothing else), else f32.
+    let swiglu_bytes = if cpu && half { 2 } else { 4 };
+    let layer_acts = 4 * n * (8 * d + (h + 2 * kv) * hd + h + 2 * i) + swiglu_bytes * n * i;
     // The f32 copies of a layer's weights its fused ops take (and, for 16-bit
     // weights, the 16-bit concatenations they are converted from).
     let layer_weight_copies = layer_params * (4 + if half { s } else { 0 });
