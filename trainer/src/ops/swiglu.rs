@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::gemm::round_bf16;
-use super::math::sigmoid;
+use super::math::{dispatch_avx512, sigmoid, with_avx512};
 use super::{cpu_slice, fused, PARALLEL_MIN};
 
 /// `silu(gu[..., :i]) * gu[..., i:]` for `gu` of shape `(..., 2i)`;
@@ -93,18 +93,32 @@ pub(super) fn forward(gu: &[f32], i: usize) -> Vec<f32> {
     y
 }
 
-/// [`forward`]'s output for one row `[g | u]` (`2 i` wide).
-#[inline]
+/// [`forward`]'s output for one row `[g | u]` (`2 i` wide); AVX-512 where
+/// the CPU has it (the same operations, bit for bit).
 fn forward_row(out: &mut [f32], row: &[f32], i: usize) {
+    dispatch_avx512!(forward_row_avx512, forward_row_plain, out, row, i)
+}
+
+with_avx512!(forward_row_avx512, forward_row_plain, (out: &mut [f32], row: &[f32], i: usize) -> ());
+
+#[inline(always)]
+fn forward_row_plain(out: &mut [f32], row: &[f32], i: usize) {
     let (g, u) = row.split_at(i);
     for ((o, g), u) in out.iter_mut().zip(g).zip(u) {
         *o = g * sigmoid(*g) * u;
     }
 }
 
-/// [`backward`]'s gradient for one row `[g | u]` and its output's gradient `gr`.
-#[inline]
+/// [`backward`]'s gradient for one row `[g | u]` and its output's gradient
+/// `gr`; AVX-512 where the CPU has it, as [`forward_row`].
 fn backward_row(out: &mut [f32], row: &[f32], gr: &[f32], i: usize) {
+    dispatch_avx512!(backward_row_avx512, backward_row_plain, out, row, gr, i)
+}
+
+with_avx512!(backward_row_avx512, backward_row_plain, (out: &mut [f32], row: &[f32], gr: &[f32], i: usize) -> ());
+
+#[inline(always)]
+fn backward_row_plain(out: &mut [f32], row: &[f32], gr: &[f32], i: usize) {
     let (g, u) = row.split_at(i);
     let (dg, du) = out.split_at_mut(i);
     for ((((dg, du), g), u), gr) in dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(gr) {
@@ -167,6 +181,23 @@ mod tests {
     use super::*;
     use crate::ops::testing::{max_diff, randn};
     use candle_core::Var;
+
+    #[test]
+    fn the_avx512_rows_are_the_plain_ones_bit_for_bit() {
+        // Where the CPU has AVX-512 the dispatching functions run the wide
+        // build; it must not change a bit (wide values, saturating ones).
+        let i = 301;
+        let row: Vec<f32> = (0..2 * i).map(|k| ((k as f32) * 0.731).sin() * 40.0).collect();
+        let gr: Vec<f32> = (0..i).map(|k| ((k as f32) * 0.37).cos()).collect();
+        let (mut a, mut b) = (vec![0f32; i], vec![0f32; i]);
+        forward_row(&mut a, &row, i);
+        forward_row_plain(&mut b, &row, i);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        let (mut a, mut b) = (vec![0f32; 2 * i], vec![0f32; 2 * i]);
+        backward_row(&mut a, &row, &gr, i);
+        backward_row_plain(&mut b, &row, &gr, i);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
 
     #[test]
     fn fused_matches_the_reference_forward_and_backward() -> Result<()> {
