@@ -21,8 +21,8 @@
 //! weight's gradient) takes a direct path instead: the products read the
 //! weight's own bf16 bits, one logits buffer serves every chunk, and the
 //! backward pass writes the logits' gradient straight to bf16 bits (same
-//! results, bit for bit; 2.2 s less per 0.5B step at 4K tokens and 1.1 GiB
-//! less peak memory).
+//! results, bit for bit; on Qwen2.5-0.5B's head at 4K tokens, 2.2 s less
+//! per step and 1.1 GiB less peak memory).
 
 #[cfg(feature = "cuda")]
 use candle_core::backend::BackendStorage;
