@@ -130,10 +130,10 @@ struct LayerPass {
 }
 
 impl LayerPass {
-    /// The layer's output for input `x` and weights `w` (as [`Layer::tensors`]).
-    /// The layer for input `x` and weights `w`; `memo` carries the
-    /// attention core's output from a checkpointed layer's forward pass to
-    /// its recomputation ([`ops::AttentionMemo`]).
+    /// The layer's output for input `x` and weights `w` (as
+    /// [`Layer::tensors`]); `memo` carries the attention core's output from
+    /// a checkpointed layer's forward pass to its recomputation
+    /// ([`ops::AttentionMemo`]).
     fn run(&self, x: &Tensor, w: &[Tensor], memo: Option<&ops::AttentionMemo>) -> Result<Tensor> {
         let [input_norm, qw, qb, kw, kb, vw, vb, o, post_norm, gate, up, down] = w else {
             candle_core::bail!("a decoder layer has 12 parameters, got {}", w.len());

@@ -709,8 +709,9 @@ pub(super) fn stats_rows(logits: &[f32], targets: &[u32], v: usize, temperature:
     Ok(forward(logits, targets, v, (1.0 / temperature) as f32))
 }
 
-/// Row `r` of the backward's `aux` input (`2 * STATS` floats a row): `raw`'s
-/// row (the forward's `STATS` floats), then the gradients of its first three.
+/// The backward's `aux` input (`2 * STATS` floats a row): each row of `raw`
+/// (the forward's `STATS` floats), then that row of `grad3` (the gradients
+/// of its first three), then zeros.
 pub(super) fn grad_aux(raw: &[f32], grad3: &[f32]) -> Vec<f32> {
     let mut aux = vec![0f32; raw.len() * 2];
     for ((a, r), g) in aux
