@@ -642,7 +642,7 @@ fn mlp_backward_bits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::testing::{max_diff, randn};
+    use crate::ops::testing::{f32_bits as bits, max_diff, randn};
     use candle_core::Var;
 
     #[test]
@@ -658,13 +658,6 @@ mod tests {
         let wgu = Var::from_tensor(&(randn(&[2 * i, d], 2) * 0.5)?)?;
         let wd = Var::from_tensor(&(randn(&[d, i], 3) * 0.5)?)?;
         let g = randn(&[rows, d], 4);
-        let bits = |t: &Tensor| -> Result<Vec<u32>> {
-            Ok(t.flatten_all()?
-                .to_vec1::<f32>()?
-                .iter()
-                .map(|x| x.to_bits())
-                .collect())
-        };
         let _bf16 = Bf16Products::set(true);
         let a = mlp_op(&h, &wgu, &wd, true, true)?;
         let b = mlp_op(&h, &wgu, &wd, true, false)?;
@@ -793,13 +786,6 @@ mod tests {
         let mask = RowMask::LeftPad(None);
         let run = |h: &Tensor, memo: Option<&AttentionMemo>| {
             attention_block_masked(h, &w, &bias, &cos, &sin, hs, 0.35, mask, memo)
-        };
-        let bits = |t: &Tensor| -> Result<Vec<u32>> {
-            Ok(t.flatten_all()?
-                .to_vec1::<f32>()?
-                .iter()
-                .map(|x| x.to_bits())
-                .collect())
         };
         let g = randn(&[rows, d], 6);
         // Forward pass (no gradient), then the recomputation with gradients:

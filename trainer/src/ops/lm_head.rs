@@ -34,7 +34,7 @@ use super::gemm::{
     bf16_products, matmul, matmul_bf16_bits, rounded_bf16, Bf16Mat, Bf16Products, Mat, MatMut,
 };
 use super::grad_sink::GradSink;
-use super::logprob::{grad_aux, grad_bits, stats_grad, stats_raw, stats_rows, STATS};
+use super::logprob::{grad_aux, grad_bits, stats_grad, stats_raw, stats_rows, targets_of, STATS};
 use super::{fused, fused_path, linear, mkl, token_stats, TokenStats};
 
 /// Rows per chunk by default: 1,024 rows of Qwen2.5's logits are 622 MB in
@@ -155,12 +155,12 @@ fn with_bits<R>(w: &Tensor, f: impl FnOnce(&[u16]) -> Result<R>) -> Result<R> {
     }
 }
 
-/// The contiguous `u32` targets of a CPU tensor.
+/// The contiguous `u32` targets of a CPU tensor ([`targets_of`]).
 fn with_targets<R>(t: &Tensor, f: impl FnOnce(&[u32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
-    match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::U32(data)), Some((a, b))) => f(&data[a..b]),
-        _ => candle_core::bail!("lm-head: expected contiguous u32 targets on the CPU"),
+    match &*storage {
+        Storage::Cpu(cpu) => f(targets_of(cpu, layout)?),
+        _ => candle_core::bail!("lm-head: expected targets on the CPU"),
     }
 }
 

@@ -203,8 +203,20 @@ fn check(logits: &Tensor, targets: &Tensor, temperature: f64) -> Result<()> {
     if dims[dims.len() - 1] == 0 {
         candle_core::bail!("token_stats: the vocabulary (last dimension of the logits) is empty");
     }
+    check_temperature(temperature)
+}
+
+fn check_temperature(temperature: f64) -> Result<()> {
     if !(temperature > 0.0 && temperature.is_finite()) {
         candle_core::bail!("token_stats: the temperature must be positive and finite, got {temperature}");
+    }
+    Ok(())
+}
+
+/// An error naming the first target outside a vocabulary of `v`.
+fn check_targets(targets: &[u32], v: usize) -> Result<()> {
+    if let Some(bad) = targets.iter().find(|&&t| t as usize >= v) {
+        candle_core::bail!("token_stats: target {bad} is outside the vocabulary of {v}");
     }
     Ok(())
 }
@@ -234,9 +246,7 @@ impl CustomOp2 for TokenStatsOp {
     ) -> Result<(CpuStorage, Shape)> {
         let targets = targets_of(ts, tl)?;
         let v = vocab(ll);
-        if let Some(bad) = targets.iter().find(|&&t| t as usize >= v) {
-            candle_core::bail!("token_stats: target {bad} is outside the vocabulary of {v}");
-        }
+        check_targets(targets, v)?;
         let out = match ls {
             CpuStorage::F32(d) => forward(contiguous(d, ll)?, targets, v, self.inv_t),
             CpuStorage::BF16(d) => forward(contiguous(d, ll)?, targets, v, self.inv_t),
@@ -338,7 +348,7 @@ fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     }
 }
 
-fn targets_of<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [u32]> {
+pub(super) fn targets_of<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [u32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::U32(t), Some((a, b))) => Ok(&t[a..b]),
         _ => candle_core::bail!("token_stats: targets must be contiguous u32"),
@@ -647,16 +657,9 @@ fn grad_terms_plain(g: &mut [f32], x: &[f32], k: GradTerms) {
 fn backward<T: Logit>(logits: &[T], targets: &[u32], aux: &[f32], v: usize, inv_t: f32) -> Vec<T> {
     let mut out = vec![T::ZERO; logits.len()];
     if logits.len() >= PARALLEL_MIN {
-        out.par_chunks_mut(v)
-            .zip(logits.par_chunks(v))
-            .zip(targets.par_iter().zip(aux.par_chunks(2 * STATS)))
-            .for_each(|((o, z), (&t, a))| {
-                let g = RowGrad::new(a, t);
-                o.par_chunks_mut(PIECE)
-                    .zip(z.par_chunks(PIECE))
-                    .enumerate()
-                    .for_each(|(p, (o, z))| g.write(z, o, p * PIECE, inv_t));
-            });
+        each_piece(&mut out, logits, targets, aux, v, |g, z, o, offset| {
+            g.write(z, o, offset, inv_t)
+        });
     } else {
         out.chunks_mut(v)
             .zip(logits.chunks(v))
@@ -680,6 +683,22 @@ pub(super) fn grad_bits(logits: &[f32], targets: &[u32], aux: &[f32], v: usize, 
         aux.len(),
         out.len()
     );
+    each_piece(out, logits, targets, aux, v, |g, z, o, offset| {
+        g.write_bits(z, o, offset, inv_t)
+    });
+}
+
+/// `write(row, z, out, offset)` for every piece of `PIECE` logits `z` of
+/// every row (and the matching piece `out` of the output), all in parallel:
+/// a few long rows keep every core busy.
+fn each_piece<T: Logit, O: Send>(
+    out: &mut [O],
+    logits: &[T],
+    targets: &[u32],
+    aux: &[f32],
+    v: usize,
+    write: impl Fn(&RowGrad, &[T], &mut [O], usize) + Sync,
+) {
     out.par_chunks_mut(v)
         .zip(logits.par_chunks(v))
         .zip(targets.par_iter().zip(aux.par_chunks(2 * STATS)))
@@ -688,19 +707,15 @@ pub(super) fn grad_bits(logits: &[f32], targets: &[u32], aux: &[f32], v: usize, 
             o.par_chunks_mut(PIECE)
                 .zip(z.par_chunks(PIECE))
                 .enumerate()
-                .for_each(|(p, (o, z))| g.write_bits(z, o, p * PIECE, inv_t));
+                .for_each(|(p, (o, z))| write(&g, z, o, p * PIECE));
         });
 }
 
 /// The fused forward's `STATS` floats a row for `f32` logits `(targets.len(),
 /// v)` in a slice; an error names a target outside the vocabulary.
 pub(super) fn stats_rows(logits: &[f32], targets: &[u32], v: usize, temperature: f64) -> Result<Vec<f32>> {
-    if let Some(bad) = targets.iter().find(|&&t| t as usize >= v) {
-        candle_core::bail!("token_stats: target {bad} is outside the vocabulary of {v}");
-    }
-    if !(temperature > 0.0 && temperature.is_finite()) {
-        candle_core::bail!("token_stats: the temperature must be positive and finite, got {temperature}");
-    }
+    check_targets(targets, v)?;
+    check_temperature(temperature)?;
     assert_eq!(
         logits.len(),
         targets.len() * v,

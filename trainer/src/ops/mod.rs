@@ -131,6 +131,15 @@ pub(crate) mod testing {
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
     }
 
+    /// The bits of an `f32` tensor's values, flattened (for exact comparisons).
+    pub(crate) fn f32_bits(t: &Tensor) -> candle_core::Result<Vec<u32>> {
+        Ok(t.flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|x| x.to_bits())
+            .collect())
+    }
+
     /// The largest absolute difference between two tensors.
     pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
